@@ -1,0 +1,186 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/problem"
+)
+
+// TicketStore keeps stream tickets (SPEC §2). Tickets live in the broker, so
+// that one issued by any instance is accepted by every instance.
+//
+// The id passed in is not the ticket a client holds but the hex SHA-256 of
+// it, so that the store never holds a redeemable ticket. The stored
+// principal does hold the credential the ticket was issued for
+// (Principal.Credential); a store keeps it as it keeps any secret.
+//
+// Implementations are safe for concurrent use. An error means the store
+// could not answer (a fault); callers fail closed.
+type TicketStore interface {
+	// PutTicket stores p under id for ttl.
+	PutTicket(ctx context.Context, id string, p Principal, ttl time.Duration) error
+	// TakeTicket atomically gets and deletes the principal stored under id,
+	// so that a ticket is redeemed at most once across all instances. ok is
+	// false when id is unknown, already taken or older than its ttl.
+	TakeTicket(ctx context.Context, id string) (p Principal, ok bool, err error)
+}
+
+// ErrNoTicketStore is returned by IssueTicket when no TicketStore is
+// configured.
+var ErrNoTicketStore = errors.New("auth: stream tickets are not supported: no ticket store")
+
+// ticketBytes is the entropy of a ticket: 256 bits.
+const ticketBytes = 32
+
+// ticketLen is the length of a ticket: ticketBytes, base64url without padding.
+var ticketLen = base64.RawURLEncoding.EncodedLen(ticketBytes)
+
+// IssueTicket issues a single-use stream ticket for p, the principal of a
+// request authenticated by its headers (POST /tickets). The ticket is 256
+// random bits, base64url-encoded (URL-safe, 43 characters). Redeemed by
+// Authenticate (?ticket=), it yields p's user, tenant, expiry and credential,
+// with Kind KindTicket and IssuedAt the issue time.
+//
+// ttl is cfg.TicketTTL, shortened to what is left of p's credential when that
+// expires sooner. An already expired p gets a 401 *problem.Problem;
+// ErrNoTicketStore or a store error are faults.
+func (a *Authenticator) IssueTicket(ctx context.Context, p Principal) (ticket string, ttl time.Duration, err error) {
+	if a.tickets == nil {
+		return "", 0, ErrNoTicketStore
+	}
+	if p.User == "" || channel.CheckTenant(p.Tenant) != nil {
+		return "", 0, errors.New("auth: IssueTicket: principal has no user or no canonical tenant")
+	}
+	now := a.now()
+	if a.expired(p) {
+		return "", 0, unauthorized(problem.CodeTokenExpired, "credential expired")
+	}
+	ttl = a.ticketTTL
+	if p.Expires() {
+		ttl = min(ttl, p.Expiry.Add(a.leeway).Sub(now))
+	}
+	var b [ticketBytes]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", 0, fmt.Errorf("auth: ticket: %w", err)
+	}
+	ticket = base64.RawURLEncoding.EncodeToString(b[:])
+	stored := Principal{
+		User:       p.User,
+		Tenant:     p.Tenant,
+		Kind:       KindTicket,
+		Expiry:     p.Expiry,
+		IssuedAt:   now,
+		Credential: p.Credential,
+	}
+	if err := a.tickets.PutTicket(ctx, ticketID(ticket), stored, ttl); err != nil {
+		return "", 0, fmt.Errorf("auth: storing ticket: %w", err)
+	}
+	return ticket, ttl, nil
+}
+
+// ticketID is the key under which a ticket is stored.
+func ticketID(ticket string) string {
+	sum := sha256.Sum256([]byte(ticket))
+	return hex.EncodeToString(sum[:])
+}
+
+// redeem takes a ticket from the store.
+func (a *Authenticator) redeem(ctx context.Context, ticket string) (Principal, error) {
+	if a.tickets == nil {
+		return Principal{}, invalid("tickets are not accepted here")
+	}
+	if len(ticket) != ticketLen {
+		return Principal{}, invalid("malformed ticket")
+	}
+	if _, err := base64.RawURLEncoding.Strict().DecodeString(ticket); err != nil {
+		return Principal{}, invalid("malformed ticket")
+	}
+	p, ok, err := a.tickets.TakeTicket(ctx, ticketID(ticket))
+	if err != nil {
+		return Principal{}, fmt.Errorf("auth: redeeming ticket: %w", err)
+	}
+	// The store's own expiry may be coarse; the ticket's lifetime is checked
+	// here too (with the leeway, as instances' clocks may differ).
+	if !ok || p.Kind != KindTicket || p.User == "" || channel.CheckTenant(p.Tenant) != nil ||
+		a.now().After(p.IssuedAt.Add(a.ticketTTL+a.leeway)) {
+		return Principal{}, invalid("ticket unknown, expired or already used")
+	}
+	if a.expired(p) {
+		return Principal{}, unauthorized(problem.CodeTokenExpired, "the credential of the ticket expired")
+	}
+	if err := a.checkRevoked(ctx, p); err != nil {
+		return Principal{}, err
+	}
+	return p, nil
+}
+
+// MemoryTickets is a TicketStore in process memory, for a single instance
+// (the in-memory broker) and tests. The zero value is ready to use; it is
+// safe for concurrent use. Expired tickets are swept as new ones arrive.
+type MemoryTickets struct {
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	m       map[string]memTicket
+	sweepAt int
+}
+
+type memTicket struct {
+	p        Principal
+	deadline time.Time
+}
+
+var _ TicketStore = (*MemoryTickets)(nil)
+
+func (s *MemoryTickets) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// PutTicket implements TicketStore.
+func (s *MemoryTickets) PutTicket(_ context.Context, id string, p Principal, ttl time.Duration) error {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[string]memTicket)
+	}
+	if len(s.m) >= max(s.sweepAt, 1024) {
+		for k, t := range s.m {
+			if !now.Before(t.deadline) {
+				delete(s.m, k)
+			}
+		}
+		s.sweepAt = 2 * len(s.m)
+	}
+	s.m[id] = memTicket{p: p, deadline: now.Add(ttl)}
+	return nil
+}
+
+// TakeTicket implements TicketStore.
+func (s *MemoryTickets) TakeTicket(_ context.Context, id string) (Principal, bool, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.m[id]
+	if !ok {
+		return Principal{}, false, nil
+	}
+	delete(s.m, id)
+	if !now.Before(t.deadline) {
+		return Principal{}, false, nil
+	}
+	return t.p, true, nil
+}
