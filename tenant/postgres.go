@@ -1,0 +1,160 @@
+package tenant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sluicehq/sluice/auth"
+)
+
+// PostgresConfig configures a Postgres membership source. Its zero value
+// (with URL set) means the defaults below.
+type PostgresConfig struct {
+	// URL is the connection string, e.g.
+	// postgres://sluice@db/app?sslmode=verify-full. Use a role without
+	// BYPASSRLS that is not a superuser, so row-level security applies.
+	URL string
+
+	// Query is run with $1 = user id and $2 = tenant id; any row means
+	// member. Default DefaultPostgresQuery. It must take exactly these two
+	// parameters; New checks it against the database at start.
+	Query string
+
+	// TenantSetting is the setting that carries the tenant to row-level
+	// security policies, set for the transaction of each check (like SET
+	// LOCAL) with set_config(TenantSetting, tenant, true) before Query runs.
+	// Default "app.tenant_id"; a policy reads it with
+	// current_setting('app.tenant_id', true).
+	TenantSetting string
+
+	// MaxConns bounds the connection pool. Default 4.
+	MaxConns int32
+
+	// CacheTTL is how long an answer (member or not) is reused. Zero means
+	// 5s; negative disables the cache.
+	CacheTTL time.Duration
+
+	// CacheSize bounds the answers kept. Zero means DefaultCacheSize.
+	CacheSize int
+}
+
+// Defaults of PostgresConfig.
+const (
+	DefaultPostgresQuery = "SELECT 1 FROM memberships WHERE user_id = $1 AND tenant_id = $2"
+	DefaultTenantSetting = "app.tenant_id"
+	DefaultMaxConns      = 4
+	DefaultCacheTTL      = 5 * time.Second
+)
+
+// Postgres is a Membership backed by a SQL query (SLUICE_MEMBERSHIP=postgres).
+// Each check runs in its own read-only transaction that first sets the
+// tenant setting for row-level security, then runs the query. Answers are
+// cached briefly; faults are not. It is safe for concurrent use; Close
+// releases the pool.
+type Postgres struct {
+	pool    *pgxpool.Pool
+	query   string
+	setting string
+	cache   *cache[[2]string]
+}
+
+var _ Membership = (*Postgres)(nil)
+
+// NewPostgres connects (bounded by ctx), and checks that the query is valid
+// and takes two parameters, so that a mistake fails the start rather than the
+// first request.
+func NewPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("tenant: postgres membership needs a connection URL")
+	}
+	if cfg.Query == "" {
+		cfg.Query = DefaultPostgresQuery
+	}
+	if cfg.TenantSetting == "" {
+		cfg.TenantSetting = DefaultTenantSetting
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConns < 0 {
+		return nil, errors.New("tenant: postgres MaxConns must be positive")
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = DefaultCacheTTL
+	}
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		// The error may quote the URL, password included.
+		return nil, errors.New("tenant: postgres membership: cannot parse the connection URL")
+	}
+	pc.MaxConns = cfg.MaxConns
+	pc.MinConns = 0
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("tenant: postgres membership: %w", err)
+	}
+	p := &Postgres{pool: pool, query: cfg.Query, setting: cfg.TenantSetting,
+		cache: newCache[[2]string](cfg.CacheTTL, cfg.CacheSize, nil)}
+	if err := p.check(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// check prepares the query once to validate it.
+func (p *Postgres) check(ctx context.Context) error {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("tenant: postgres membership: connecting: %w", err)
+	}
+	defer conn.Release()
+	sd, err := conn.Conn().Prepare(ctx, "", p.query)
+	if err != nil {
+		return fmt.Errorf("tenant: postgres membership query: %w", err)
+	}
+	if n := len(sd.ParamOIDs); n != 2 {
+		return fmt.Errorf("tenant: postgres membership query takes %d parameters; it must take $1 (user id) and $2 (tenant id)", n)
+	}
+	if _, err := conn.Exec(ctx, "SELECT set_config($1, '', true)", p.setting); err != nil {
+		return fmt.Errorf("tenant: postgres membership tenant setting %q: %w", p.setting, err)
+	}
+	return nil
+}
+
+// IsMember implements Membership.
+func (p *Postgres) IsMember(ctx context.Context, pr auth.Principal, tenant string) (bool, error) {
+	key := [2]string{pr.User, tenant}
+	if m, ok := p.cache.get(key); ok {
+		return m, nil
+	}
+	var member bool
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", p.setting, tenant); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, p.query, pr.User, tenant)
+		if err != nil {
+			return err
+		}
+		member = rows.Next()
+		rows.Close()
+		return rows.Err()
+	})
+	if err != nil {
+		return false, fmt.Errorf("tenant: postgres membership: %w", err)
+	}
+	p.cache.put(key, member)
+	return member, nil
+}
+
+// Close closes the connection pool.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}
