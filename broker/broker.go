@@ -1,0 +1,117 @@
+// Package broker defines what Sluice needs from the shared state behind its
+// streams: publishing into per-channel histories, live fan-out, stream
+// tickets, revocations and the cursor key. The memory broker serves one
+// process; the Redis broker makes many instances behave as one.
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
+)
+
+// ErrUnavailable is returned (wrapped) when the broker cannot be reached. The
+// HTTP layer answers 503 to it.
+var ErrUnavailable = errors.New("broker: unavailable")
+
+// ErrClosed is returned by a broker after Close.
+var ErrClosed = errors.New("broker: closed")
+
+// Subscriber receives live events.
+//
+// Deliver is called from the broker's fan-out, possibly concurrently for
+// events of different channels, and for each channel in publish order. It
+// must not block and must not retain ev beyond its use of the event's
+// immutable fields: implementations enqueue into a bounded queue and drop the
+// subscriber (not the event, not the others) when it is full.
+type Subscriber interface {
+	Deliver(ev *event.Event)
+}
+
+// Subscription ends a Subscribe. Close is idempotent.
+type Subscription interface {
+	Close()
+}
+
+// Revocation withdraws a user's access to a tenant (User empty: every user of
+// the tenant) at a point in time (SPEC §6).
+type Revocation struct {
+	Tenant string
+	User   string
+	At     time.Time
+}
+
+// Covers reports whether r applies to user in tenant.
+func (r Revocation) Covers(tenant, user string) bool {
+	return r.Tenant == tenant && (r.User == "" || r.User == user)
+}
+
+// Broker is the shared state of a deployment. All methods are safe for
+// concurrent use.
+type Broker interface {
+	// Publish appends msgs to their channels' histories and fans them out, all
+	// or nothing: when it returns nil, every message is in history and has been
+	// handed to fan-out, in order per channel; on error none was published.
+	// It returns each message's position, in order.
+	Publish(ctx context.Context, msgs []event.Message) ([]event.Position, error)
+
+	// Subscribe registers s for live events of chans until the Subscription is
+	// closed. Events published after Subscribe returns reach s.
+	Subscribe(ctx context.Context, chans []channel.Name, s Subscriber) (Subscription, error)
+
+	// Heads returns, per channel, the position of its newest event (offset 0
+	// when it has none) in the channel's current epoch.
+	Heads(ctx context.Context, chans []channel.Name) ([]event.Position, error)
+
+	// Since returns the events of ch after position after, oldest first, at
+	// most limit of them. ok is false when history cannot cover the position:
+	// another epoch, events after it trimmed or expired, or a position beyond
+	// the head; the caller then resets the client.
+	Since(ctx context.Context, ch channel.Name, after event.Position, limit int) (evs []*event.Event, ok bool, err error)
+
+	// CursorKey returns the key that checks cursors, the same on every
+	// instance of the deployment.
+	CursorKey(ctx context.Context) ([]byte, error)
+
+	auth.TicketStore
+	auth.Revocations
+
+	// Revoke records r for ttl and reports it, on every instance, to the
+	// functions registered with OnRevoke.
+	Revoke(ctx context.Context, r Revocation, ttl time.Duration) error
+
+	// OnRevoke registers f to be called for each revocation, on this
+	// instance, whichever instance recorded it. f must not block.
+	OnRevoke(f func(Revocation))
+
+	// Ready reports whether the broker is reachable.
+	Ready(ctx context.Context) error
+
+	// Close releases the broker. Subscriptions end.
+	Close() error
+}
+
+// Options are the history settings every broker honours.
+type Options struct {
+	HistorySize int           // events kept per channel; 0 means 1000
+	HistoryTTL  time.Duration // how long they are kept; 0 means 1h
+	Now         func() time.Time
+}
+
+// WithDefaults returns o with zero fields set to their defaults.
+func (o Options) WithDefaults() Options {
+	if o.HistorySize <= 0 {
+		o.HistorySize = 1000
+	}
+	if o.HistoryTTL <= 0 {
+		o.HistoryTTL = time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}

@@ -1,0 +1,395 @@
+// Package memory is the embedded broker: histories, fan-out, tickets and
+// revocations held in this process. It is Sluice's default and needs no other
+// service; a restart loses history, which clients see as stream-reset.
+package memory
+
+import (
+	"context"
+	"crypto/rand"
+	"hash/maphash"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/broker/hub"
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
+)
+
+var _ broker.Broker = (*Broker)(nil)
+
+const shards = 64
+
+// Broker is the in-memory broker. Create it with New.
+type Broker struct {
+	opts   broker.Options
+	hub    *hub.Hub
+	key    []byte
+	seed   maphash.Seed
+	shards [shards]chanShard
+	closed atomic.Bool
+	stop   chan struct{}
+	done   chan struct{}
+
+	tmu     sync.Mutex
+	tickets map[string]ticket
+
+	rmu      sync.Mutex
+	revoked  map[revKey]revEntry
+	handlers []func(broker.Revocation)
+}
+
+type chanShard struct {
+	mu    sync.Mutex
+	chans map[string]*history
+}
+
+type ticket struct {
+	p       auth.Principal
+	expires time.Time
+}
+
+type revKey struct{ tenant, user string }
+
+type revEntry struct{ at, until time.Time }
+
+// history is one channel's state: its epoch, head and a ring of recent
+// events. mu also orders fan-out, so subscribers see publish order.
+type history struct {
+	mu    sync.Mutex
+	dead  bool // removed by the janitor; look the channel up again
+	epoch uint64
+	head  uint64
+	ring  []*event.Event // capacity HistorySize; ring[start] is the oldest
+	start int
+	n     int
+}
+
+// New returns a memory broker and starts its janitor, which forgets idle
+// channels, expired tickets and revocations. Close stops it.
+func New(o broker.Options) *Broker {
+	b := &Broker{
+		opts:    o.WithDefaults(),
+		hub:     hub.New(),
+		seed:    maphash.MakeSeed(),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		tickets: make(map[string]ticket),
+		revoked: make(map[revKey]revEntry),
+	}
+	b.key = make([]byte, 32)
+	_, _ = rand.Read(b.key)
+	for i := range b.shards {
+		b.shards[i].chans = make(map[string]*history)
+	}
+	go b.janitor()
+	return b
+}
+
+func (b *Broker) shard(ch string) *chanShard {
+	return &b.shards[maphash.String(b.seed, ch)%shards]
+}
+
+// lock returns ch's history, created if need be, locked.
+func (b *Broker) lock(ch string, create bool) *history {
+	sh := b.shard(ch)
+	for {
+		sh.mu.Lock()
+		h := sh.chans[ch]
+		if h == nil {
+			if !create {
+				sh.mu.Unlock()
+				return nil
+			}
+			h = &history{epoch: newEpoch(), ring: make([]*event.Event, 0, min(b.opts.HistorySize, 16))}
+			sh.chans[ch] = h
+		}
+		sh.mu.Unlock()
+		h.mu.Lock()
+		if !h.dead {
+			return h
+		}
+		h.mu.Unlock()
+	}
+}
+
+func newEpoch() uint64 {
+	for {
+		if e := mrand.Uint64(); e != 0 {
+			return e
+		}
+	}
+}
+
+// Publish implements broker.Broker.
+func (b *Broker) Publish(ctx context.Context, msgs []event.Message) ([]event.Position, error) {
+	if b.closed.Load() {
+		return nil, broker.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := b.opts.Now()
+	out := make([]event.Position, len(msgs))
+	for i, m := range msgs {
+		h := b.lock(m.Channel.String(), true)
+		h.expire(now.Add(-b.opts.HistoryTTL).UnixNano())
+		h.head++
+		ev := &event.Event{
+			Channel:   m.Channel,
+			Type:      m.Type,
+			Data:      m.Data,
+			Pos:       event.Position{Epoch: h.epoch, Offset: h.head},
+			Published: now.UnixNano(),
+		}
+		h.push(ev, b.opts.HistorySize)
+		b.hub.Fanout(ev)
+		h.mu.Unlock()
+		out[i] = ev.Pos
+	}
+	return out, nil
+}
+
+func (h *history) push(ev *event.Event, size int) {
+	switch {
+	case h.n == len(h.ring) && h.n < size: // full at its current length: grow
+		if h.start != 0 {
+			lin := make([]*event.Event, h.n, min(max(2*h.n, 16), size))
+			copy(lin, h.ring[h.start:])
+			copy(lin[len(h.ring)-h.start:], h.ring[:h.start])
+			h.ring, h.start = lin, 0
+		}
+		h.ring = append(h.ring, ev)
+		h.n++
+	case h.n < len(h.ring):
+		h.ring[(h.start+h.n)%len(h.ring)] = ev
+		h.n++
+	default: // full at the history size: the oldest goes
+		h.ring[h.start] = ev
+		h.start = (h.start + 1) % len(h.ring)
+	}
+}
+
+func (h *history) at(i int) *event.Event { return h.ring[(h.start+i)%len(h.ring)] }
+
+// expire drops events published before cutoff (Unix nanoseconds).
+func (h *history) expire(cutoff int64) {
+	for h.n > 0 && h.at(0).Published < cutoff {
+		h.ring[h.start] = nil
+		h.start = (h.start + 1) % len(h.ring)
+		h.n--
+	}
+	if h.n == 0 {
+		h.start = 0
+		h.ring = h.ring[:0]
+	}
+}
+
+// Subscribe implements broker.Broker.
+func (b *Broker) Subscribe(_ context.Context, chans []channel.Name, s broker.Subscriber) (broker.Subscription, error) {
+	if b.closed.Load() {
+		return nil, broker.ErrClosed
+	}
+	for _, ch := range chans {
+		b.hub.Add(ch, s)
+	}
+	return &subscription{b: b, chans: chans, s: s}, nil
+}
+
+type subscription struct {
+	b     *Broker
+	chans []channel.Name
+	s     broker.Subscriber
+	once  sync.Once
+}
+
+func (s *subscription) Close() {
+	s.once.Do(func() {
+		for _, ch := range s.chans {
+			s.b.hub.Remove(ch, s.s)
+		}
+	})
+}
+
+// Heads implements broker.Broker.
+func (b *Broker) Heads(_ context.Context, chans []channel.Name) ([]event.Position, error) {
+	if b.closed.Load() {
+		return nil, broker.ErrClosed
+	}
+	out := make([]event.Position, len(chans))
+	for i, ch := range chans {
+		// Creating the channel fixes its epoch, so that a cursor naming
+		// offset 0 stays valid once events arrive.
+		h := b.lock(ch.String(), true)
+		out[i] = event.Position{Epoch: h.epoch, Offset: h.head}
+		h.mu.Unlock()
+	}
+	return out, nil
+}
+
+// Since implements broker.Broker.
+func (b *Broker) Since(_ context.Context, ch channel.Name, after event.Position, limit int) ([]*event.Event, bool, error) {
+	if b.closed.Load() {
+		return nil, false, broker.ErrClosed
+	}
+	h := b.lock(ch.String(), false)
+	if h == nil {
+		return nil, false, nil
+	}
+	defer h.mu.Unlock()
+	h.expire(b.opts.Now().Add(-b.opts.HistoryTTL).UnixNano())
+	if after.Epoch != h.epoch || after.Offset > h.head {
+		return nil, false, nil
+	}
+	missing := int(h.head - after.Offset) // events after the position
+	if missing > h.n {
+		return nil, false, nil // some were trimmed or expired
+	}
+	if missing > limit {
+		missing = limit
+	}
+	out := make([]*event.Event, missing)
+	first := h.n - int(h.head-after.Offset)
+	for i := range out {
+		out[i] = h.at(first + i)
+	}
+	return out, true, nil
+}
+
+// CursorKey implements broker.Broker: a random key per process, so cursors of
+// an earlier run read as unreadable (and history is gone anyway).
+func (b *Broker) CursorKey(context.Context) ([]byte, error) { return b.key, nil }
+
+// PutTicket implements auth.TicketStore.
+func (b *Broker) PutTicket(_ context.Context, id string, p auth.Principal, ttl time.Duration) error {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	b.tickets[id] = ticket{p: p, expires: b.opts.Now().Add(ttl)}
+	return nil
+}
+
+// TakeTicket implements auth.TicketStore.
+func (b *Broker) TakeTicket(_ context.Context, id string) (auth.Principal, bool, error) {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	t, ok := b.tickets[id]
+	if !ok {
+		return auth.Principal{}, false, nil
+	}
+	delete(b.tickets, id)
+	if !b.opts.Now().Before(t.expires) {
+		return auth.Principal{}, false, nil
+	}
+	return t.p, true, nil
+}
+
+// Revoke implements broker.Broker.
+func (b *Broker) Revoke(_ context.Context, r broker.Revocation, ttl time.Duration) error {
+	b.rmu.Lock()
+	k := revKey{r.Tenant, r.User}
+	if e, ok := b.revoked[k]; !ok || e.at.Before(r.At) {
+		b.revoked[k] = revEntry{at: r.At, until: r.At.Add(ttl)}
+	}
+	hs := b.handlers
+	b.rmu.Unlock()
+	for _, f := range hs {
+		f(r)
+	}
+	return nil
+}
+
+// OnRevoke implements broker.Broker.
+func (b *Broker) OnRevoke(f func(broker.Revocation)) {
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	b.handlers = append(b.handlers, f)
+}
+
+// RevokedAt implements auth.Revocations.
+func (b *Broker) RevokedAt(_ context.Context, tenant, user string) (time.Time, bool, error) {
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	now := b.opts.Now()
+	var at time.Time
+	found := false
+	for _, k := range [2]revKey{{tenant, user}, {tenant, ""}} {
+		if e, ok := b.revoked[k]; ok && now.Before(e.until) && (!found || e.at.After(at)) {
+			at, found = e.at, true
+		}
+	}
+	return at, found, nil
+}
+
+// Ready implements broker.Broker: always ready until closed.
+func (b *Broker) Ready(context.Context) error {
+	if b.closed.Load() {
+		return broker.ErrClosed
+	}
+	return nil
+}
+
+// Close implements broker.Broker.
+func (b *Broker) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	close(b.stop)
+	<-b.done
+	return nil
+}
+
+// janitor periodically forgets what has expired: channels with no retained
+// event and no local subscriber, tickets, revocations.
+func (b *Broker) janitor() {
+	defer close(b.done)
+	every := min(b.opts.HistoryTTL/2, time.Minute)
+	t := time.NewTicker(max(every, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			b.sweep()
+		}
+	}
+}
+
+func (b *Broker) sweep() {
+	now := b.opts.Now()
+	cutoff := now.Add(-b.opts.HistoryTTL).UnixNano()
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.Lock()
+		for name, h := range sh.chans {
+			h.mu.Lock()
+			h.expire(cutoff)
+			if h.n == 0 {
+				ch, err := channel.Parse(name)
+				if err == nil && !b.hub.Has(ch) {
+					h.dead = true
+					delete(sh.chans, name)
+				}
+			}
+			h.mu.Unlock()
+		}
+		sh.mu.Unlock()
+	}
+	b.tmu.Lock()
+	for id, t := range b.tickets {
+		if !now.Before(t.expires) {
+			delete(b.tickets, id)
+		}
+	}
+	b.tmu.Unlock()
+	b.rmu.Lock()
+	for k, e := range b.revoked {
+		if !now.Before(e.until) {
+			delete(b.revoked, k)
+		}
+	}
+	b.rmu.Unlock()
+}

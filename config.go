@@ -1,0 +1,319 @@
+package sluice
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of a Sluice gateway (SPEC §10). Its zero
+// value means the defaults; LoadConfig fills it from SLUICE_* environment
+// variables and flags, and Validate checks it before anything starts.
+type Config struct {
+	Addr string // listen address (":8080"; "127.0.0.1:8080" with Dev)
+
+	JWTSecret     string        // HMAC secret for HS256/384/512
+	JWTPublicKey  string        // path of a PEM public key (RS*, PS*, ES*, EdDSA)
+	JWKSURL       string        // JWKS endpoint, cached and refreshed
+	JWTAlgorithms []string      // allow-list; derived from the key(s) when empty
+	JWTIssuer     string        // required "iss" when set
+	JWTAudience   string        // required "aud" when set
+	JWTLeeway     time.Duration // clock-skew allowance on exp/nbf
+	APIKeysFile   string        // JSON array of hashed API keys
+	PublishKeys   []string      // publisher keys; none means publishing is off
+
+	Membership              string        // token | file:<path> | postgres | http:<url>
+	PostgresURL             string        // membership postgres: connection URL
+	MembershipQuery         string        // membership postgres: query with $1 user, $2 tenant
+	MembershipTenantSetting string        // membership postgres: setting set to the tenant first
+	MembershipCacheTTL      time.Duration // membership postgres/http: cache lifetime
+
+	HistorySize     int           // events kept per channel (1000)
+	HistoryTTL      time.Duration // how long they are kept (1h)
+	KeepAlive       time.Duration // keep-alive comment interval (15s)
+	Retry           time.Duration // retry hint sent to clients (2s)
+	MaxChannels     int           // channels per stream (16)
+	MaxEventBytes   int           // compact data limit per event (65536)
+	MaxBodyBytes    int64         // request body limit of POST endpoints (8 MiB)
+	DrainSpread     time.Duration // upper bound of drain retry hints (10s)
+	DrainTimeout    time.Duration // how long the drain may take (30s)
+	RecheckInterval time.Duration // membership recheck on open streams (60s)
+	RevocationTTL   time.Duration // how long a revocation refuses older credentials (24h)
+	QueueSize       int           // events buffered per stream before slow-consumer (1024)
+	WriteTimeout    time.Duration // one write to a stream may take at most (10s)
+	AllowOrigins    []string      // CORS origins, or "*"
+
+	Broker       string // memory | redis
+	RedisURL     string // redis://[:password@]host:port/<db>, rediss:// for TLS
+	RedisPrefix  string // key and Pub/Sub prefix ("sluice:")
+	DjangoIngest string // Redis Pub/Sub channel to ingest django-eventstream messages from
+
+	LogLevel  string // debug | info | warn | error
+	LogFormat string // text | json
+
+	Dev bool // development mode: generated secret, demo tenant, demo page
+}
+
+// setting is one configuration variable: its environment name, the flag
+// derived from it, its default and how it is stored.
+type setting struct {
+	env  string
+	def  string
+	help string
+	set  func(c *Config, v string) error
+}
+
+func (s setting) flagName() string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s.env, "SLUICE_")), "_", "-")
+}
+
+func str(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func list(p func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []string
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		*p(c) = out
+		return nil
+	}
+}
+
+func dur(p func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("not a duration (use Go syntax such as 15s): %q", v)
+		}
+		if d < 0 {
+			return fmt.Errorf("must not be negative: %q", v)
+		}
+		*p(c) = d
+		return nil
+	}
+}
+
+func num(p func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("must be a positive whole number: %q", v)
+		}
+		*p(c) = n
+		return nil
+	}
+}
+
+// settings lists every variable of SPEC §10 and the ones Sluice adds, in the
+// order of the README's table.
+var settings = []setting{
+	{"SLUICE_ADDR", ":8080", "listen address (127.0.0.1:8080 with --dev)", str(func(c *Config) *string { return &c.Addr })},
+	{"SLUICE_JWT_SECRET", "", "HMAC secret (HS256/384/512)", str(func(c *Config) *string { return &c.JWTSecret })},
+	{"SLUICE_JWT_PUBLIC_KEY", "", "path of a PEM public key (RS*, PS*, ES*, EdDSA)", str(func(c *Config) *string { return &c.JWTPublicKey })},
+	{"SLUICE_JWKS_URL", "", "JWKS endpoint, cached and refreshed", str(func(c *Config) *string { return &c.JWKSURL })},
+	{"SLUICE_JWT_ALGORITHMS", "", "comma list of allowed algorithms (default: derived from the keys)", list(func(c *Config) *[]string { return &c.JWTAlgorithms })},
+	{"SLUICE_JWT_ISSUER", "", "required iss claim", str(func(c *Config) *string { return &c.JWTIssuer })},
+	{"SLUICE_JWT_AUDIENCE", "", "required aud claim", str(func(c *Config) *string { return &c.JWTAudience })},
+	{"SLUICE_JWT_LEEWAY", "0s", "clock-skew allowance on exp/nbf", dur(func(c *Config) *time.Duration { return &c.JWTLeeway })},
+	{"SLUICE_API_KEYS_FILE", "", `JSON array [{"hash":"sha256:<hex>","user":"…","tenant":"<uuid>"}]`, str(func(c *Config) *string { return &c.APIKeysFile })},
+	{"SLUICE_PUBLISH_KEYS", "", "comma list of publisher keys (none: publishing off)", list(func(c *Config) *[]string { return &c.PublishKeys })},
+	{"SLUICE_MEMBERSHIP", "token", "membership source: token, file:<path>, postgres, http:<url>", str(func(c *Config) *string { return &c.Membership })},
+	{"SLUICE_POSTGRES_URL", "", "PostgreSQL URL of the postgres membership source", str(func(c *Config) *string { return &c.PostgresURL })},
+	{"SLUICE_MEMBERSHIP_QUERY", "", "postgres membership query ($1 user, $2 tenant; a row means member)", str(func(c *Config) *string { return &c.MembershipQuery })},
+	{"SLUICE_MEMBERSHIP_TENANT_SETTING", "app.tenant_id", "setting set to the tenant (SET LOCAL) before the query, for row-level security", str(func(c *Config) *string { return &c.MembershipTenantSetting })},
+	{"SLUICE_MEMBERSHIP_CACHE_TTL", "5s", "how long postgres/http membership answers are cached", dur(func(c *Config) *time.Duration { return &c.MembershipCacheTTL })},
+	{"SLUICE_HISTORY_SIZE", "1000", "events kept per channel", num(func(c *Config) *int { return &c.HistorySize })},
+	{"SLUICE_HISTORY_TTL", "1h", "how long events are kept", dur(func(c *Config) *time.Duration { return &c.HistoryTTL })},
+	{"SLUICE_KEEPALIVE", "15s", "keep-alive comment interval", dur(func(c *Config) *time.Duration { return &c.KeepAlive })},
+	{"SLUICE_RETRY", "2s", "retry: sent to clients", dur(func(c *Config) *time.Duration { return &c.Retry })},
+	{"SLUICE_MAX_CHANNELS", "16", "channels per stream", num(func(c *Config) *int { return &c.MaxChannels })},
+	{"SLUICE_MAX_EVENT_BYTES", "65536", "compact data limit per event", num(func(c *Config) *int { return &c.MaxEventBytes })},
+	{"SLUICE_MAX_BODY_BYTES", "8388608", "request body limit of POST endpoints", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("must be a positive whole number: %q", v)
+		}
+		c.MaxBodyBytes = n
+		return nil
+	}},
+	{"SLUICE_DRAIN_SPREAD", "10s", "upper bound of the retry hints sent when draining", dur(func(c *Config) *time.Duration { return &c.DrainSpread })},
+	{"SLUICE_DRAIN_TIMEOUT", "30s", "how long the drain may take", dur(func(c *Config) *time.Duration { return &c.DrainTimeout })},
+	{"SLUICE_RECHECK_INTERVAL", "60s", "membership recheck on open streams", dur(func(c *Config) *time.Duration { return &c.RecheckInterval })},
+	{"SLUICE_REVOCATION_TTL", "24h", "how long a revocation refuses older credentials", dur(func(c *Config) *time.Duration { return &c.RevocationTTL })},
+	{"SLUICE_QUEUE_SIZE", "1024", "events buffered per stream before slow-consumer", num(func(c *Config) *int { return &c.QueueSize })},
+	{"SLUICE_WRITE_TIMEOUT", "10s", "how long one write to a stream may take", dur(func(c *Config) *time.Duration { return &c.WriteTimeout })},
+	{"SLUICE_ALLOW_ORIGINS", "", "CORS origins, comma list or *", list(func(c *Config) *[]string { return &c.AllowOrigins })},
+	{"SLUICE_BROKER", "memory", "memory or redis", str(func(c *Config) *string { return &c.Broker })},
+	{"SLUICE_REDIS_URL", "", "redis://[:password@]host:port/<db> (rediss:// for TLS)", str(func(c *Config) *string { return &c.RedisURL })},
+	{"SLUICE_REDIS_PREFIX", "sluice:", "prefix of every Redis key and Pub/Sub channel", str(func(c *Config) *string { return &c.RedisPrefix })},
+	{"SLUICE_DJANGO_INGEST", "", "Redis Pub/Sub channel of django-eventstream to ingest (off when empty)", str(func(c *Config) *string { return &c.DjangoIngest })},
+	{"SLUICE_LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
+	{"SLUICE_LOG_FORMAT", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
+}
+
+// DefaultConfig returns the configuration with every default of SPEC §10.
+func DefaultConfig() Config {
+	var c Config
+	for _, s := range settings {
+		if s.def != "" {
+			_ = s.set(&c, s.def)
+		}
+	}
+	return c
+}
+
+// LoadConfig builds the configuration from the defaults, then the environment
+// (getenv, usually os.Getenv), then the command-line flags in args (without
+// the program name), each overriding the one before. --dev and --help are
+// flags only. Errors name the variable and the value's problem.
+func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	c := DefaultConfig()
+	for _, s := range settings {
+		if v := getenv(s.env); v != "" {
+			if err := s.set(&c, v); err != nil {
+				return c, fmt.Errorf("%s: %w", s.env, err)
+			}
+		}
+	}
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	addrSet := getenv("SLUICE_ADDR") != ""
+	for _, s := range settings {
+		s := s
+		fs.Func(s.flagName(), s.help+" ($"+s.env+")", func(v string) error {
+			if s.env == "SLUICE_ADDR" {
+				addrSet = true
+			}
+			return s.set(&c, v)
+		})
+	}
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: generated secret, demo tenant and user, printed token and curls, demo page at /")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.Dev && !addrSet {
+		c.Addr = "127.0.0.1:8080"
+	}
+	return c, c.Validate()
+}
+
+// Validate reports the first problem of the configuration, naming the
+// variable to fix, so that a bad configuration fails at start.
+func (c *Config) Validate() error {
+	d := DefaultConfig()
+	// Zero fields take their defaults (a Config built in Go).
+	fill := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	fillD := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	fill(&c.HistorySize, d.HistorySize)
+	fill(&c.MaxChannels, d.MaxChannels)
+	fill(&c.MaxEventBytes, d.MaxEventBytes)
+	fill(&c.QueueSize, d.QueueSize)
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = d.MaxBodyBytes
+	}
+	fillD(&c.HistoryTTL, d.HistoryTTL)
+	fillD(&c.KeepAlive, d.KeepAlive)
+	fillD(&c.Retry, d.Retry)
+	fillD(&c.DrainSpread, d.DrainSpread)
+	fillD(&c.DrainTimeout, d.DrainTimeout)
+	fillD(&c.RecheckInterval, d.RecheckInterval)
+	fillD(&c.RevocationTTL, d.RevocationTTL)
+	fillD(&c.WriteTimeout, d.WriteTimeout)
+	fillD(&c.MembershipCacheTTL, d.MembershipCacheTTL)
+	if c.Addr == "" {
+		c.Addr = d.Addr
+	}
+	if c.Membership == "" {
+		c.Membership = d.Membership
+	}
+	if c.Broker == "" {
+		c.Broker = d.Broker
+	}
+	if c.RedisPrefix == "" {
+		c.RedisPrefix = d.RedisPrefix
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = d.LogLevel
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = d.LogFormat
+	}
+	if c.MembershipTenantSetting == "" {
+		c.MembershipTenantSetting = d.MembershipTenantSetting
+	}
+
+	if c.MaxChannels > 1024 {
+		return errors.New("SLUICE_MAX_CHANNELS: at most 1024")
+	}
+	if c.DrainSpread < c.Retry {
+		return errors.New("SLUICE_DRAIN_SPREAD: must be at least SLUICE_RETRY")
+	}
+	if c.KeepAlive < 100*time.Millisecond {
+		return errors.New("SLUICE_KEEPALIVE: at least 100ms")
+	}
+	switch c.Broker {
+	case "memory":
+	case "redis":
+		if c.RedisURL == "" {
+			return errors.New("SLUICE_REDIS_URL: required with SLUICE_BROKER=redis")
+		}
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			return errors.New("SLUICE_REDIS_URL: must look like redis://[:password@]host:port/<db> or rediss://…")
+		}
+	default:
+		return fmt.Errorf("SLUICE_BROKER: %q is neither memory nor redis", c.Broker)
+	}
+	if c.DjangoIngest != "" && c.Broker != "redis" {
+		return errors.New("SLUICE_DJANGO_INGEST: needs SLUICE_BROKER=redis")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("SLUICE_LOG_LEVEL: %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("SLUICE_LOG_FORMAT: %q is neither text nor json", c.LogFormat)
+	}
+	switch {
+	case c.Membership == "token", c.Membership == "postgres",
+		strings.HasPrefix(c.Membership, "file:"), strings.HasPrefix(c.Membership, "http:"):
+	default:
+		return fmt.Errorf("SLUICE_MEMBERSHIP: %q is not token, file:<path>, postgres or http:<url>", c.Membership)
+	}
+	if c.Membership == "postgres" && c.PostgresURL == "" {
+		return errors.New("SLUICE_POSTGRES_URL: required with SLUICE_MEMBERSHIP=postgres")
+	}
+	if !c.Dev && c.JWTSecret == "" && c.JWTPublicKey == "" && c.JWKSURL == "" && c.APIKeysFile == "" {
+		return errors.New("no way to authenticate users: set SLUICE_JWT_SECRET, SLUICE_JWT_PUBLIC_KEY, SLUICE_JWKS_URL or SLUICE_API_KEYS_FILE (or run with --dev)")
+	}
+	for _, k := range c.PublishKeys {
+		if len(k) < 16 {
+			return errors.New("SLUICE_PUBLISH_KEYS: each key must be at least 16 characters")
+		}
+	}
+	return nil
+}

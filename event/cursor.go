@@ -1,0 +1,148 @@
+package event
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"hash"
+	"strings"
+	"sync"
+
+	"github.com/sluicehq/sluice/channel"
+)
+
+// A cursor (SPEC §5) is the position of a stream in every channel of its
+// subscription: one segment per channel joined by '.'. A segment is the
+// unpadded base64url encoding of
+//
+//	version(1) | sha256(channel name)[:8] | epoch(8) | uvarint(offset) | mac(8)
+//
+// where mac is HMAC-SHA-256 of everything before it under the deployment's
+// cursor key, truncated to 8 bytes. Every segment is thus checked, including
+// those of channels a request does not name. Cursors thus
+// use only [A-Za-z0-9_.-], are safe in a URL query unescaped, and one this
+// deployment did not issue, or one altered, does not decode.
+//
+// Because each segment stands alone, a stream on several channels builds the
+// id of an event by joining cached segments: the expensive part (the MAC) is
+// computed once per event, not once per subscriber.
+
+// MaxCursorLen is the longest cursor Sluice reads or writes (SPEC §5).
+const MaxCursorLen = 1024
+
+const (
+	cursorVersion = 1
+	macLen        = 8
+	segMinRaw     = 1 + 8 + 8 + 1 + macLen
+	segMaxRaw     = 1 + 8 + 8 + binary.MaxVarintLen64 + macLen
+)
+
+// Cursor decoding errors. Any of them means the cursor cannot be read: the
+// stream goes on from the head after a stream-reset.
+var (
+	ErrCursorSyntax = errors.New("event: cursor is not well formed")
+	ErrCursorCheck  = errors.New("event: cursor check failed")
+)
+
+// Codec encodes and decodes cursors under one deployment key. It is safe for
+// concurrent use.
+type Codec struct {
+	macs sync.Pool // of hash.Hash
+}
+
+// NewCodec returns a Codec for key. Every instance of a deployment must use the
+// same key, so that a cursor minted by one resumes on another.
+func NewCodec(key []byte) *Codec {
+	k := append([]byte(nil), key...)
+	c := &Codec{}
+	c.macs.New = func() any { return hmac.New(sha256.New, k) }
+	return c
+}
+
+// Segment encodes the position of one channel.
+func (c *Codec) Segment(ch channel.Name, p Position) string {
+	var raw [segMaxRaw]byte
+	n := c.putSegment(raw[:], ch, p)
+	return base64.RawURLEncoding.EncodeToString(raw[:n])
+}
+
+func (c *Codec) putSegment(raw []byte, ch channel.Name, p Position) int {
+	raw[0] = cursorVersion
+	binary.BigEndian.PutUint64(raw[1:], nameHash(ch.String()))
+	binary.BigEndian.PutUint64(raw[9:], p.Epoch)
+	n := 17 + binary.PutUvarint(raw[17:], p.Offset)
+	c.mac(raw[n:n:n+macLen], raw[:n])
+	return n + macLen
+}
+
+// mac appends the truncated MAC of body to dst.
+func (c *Codec) mac(dst []byte, body []byte) []byte {
+	h := c.macs.Get().(hash.Hash)
+	h.Reset()
+	h.Write(body)
+	var sum [sha256.Size]byte
+	out := h.Sum(sum[:0])
+	c.macs.Put(h)
+	return append(dst, out[:macLen]...)
+}
+
+// Encode returns the cursor naming position pos[i] for channel chs[i].
+func (c *Codec) Encode(chs []channel.Name, pos []Position) string {
+	var b strings.Builder
+	for i, ch := range chs {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(c.Segment(ch, pos[i]))
+	}
+	return b.String()
+}
+
+// Decode reads cursor for a subscription to chs. For each channel it reports
+// the position the cursor names and whether the cursor names it at all;
+// segments of channels not in chs are ignored (SPEC §5). An error means the
+// cursor as a whole is unreadable.
+func (c *Codec) Decode(cursor string, chs []channel.Name) (pos []Position, named []bool, err error) {
+	if len(cursor) == 0 || len(cursor) > MaxCursorLen {
+		return nil, nil, ErrCursorSyntax
+	}
+	pos = make([]Position, len(chs))
+	named = make([]bool, len(chs))
+	hashes := make([]uint64, len(chs))
+	for i, ch := range chs {
+		hashes[i] = nameHash(ch.String())
+	}
+	var raw [segMaxRaw]byte
+	for s := range strings.SplitSeq(cursor, ".") {
+		if len(s) < base64.RawURLEncoding.EncodedLen(segMinRaw) || len(s) > base64.RawURLEncoding.EncodedLen(segMaxRaw) {
+			return nil, nil, ErrCursorSyntax
+		}
+		n, err := base64.RawURLEncoding.Strict().Decode(raw[:], []byte(s))
+		if err != nil || raw[0] != cursorVersion {
+			return nil, nil, ErrCursorSyntax
+		}
+		off, vn := binary.Uvarint(raw[17 : n-macLen])
+		if vn <= 0 || 17+vn != n-macLen {
+			return nil, nil, ErrCursorSyntax
+		}
+		var sum [macLen]byte
+		if !hmac.Equal(c.mac(sum[:0], raw[:n-macLen]), raw[n-macLen:n]) {
+			return nil, nil, ErrCursorCheck
+		}
+		h := binary.BigEndian.Uint64(raw[1:])
+		for i := range chs {
+			if hashes[i] == h && !named[i] {
+				named[i] = true
+				pos[i] = Position{Epoch: binary.BigEndian.Uint64(raw[9:]), Offset: off}
+			}
+		}
+	}
+	return pos, named, nil
+}
+
+func nameHash(s string) uint64 {
+	sum := sha256.Sum256([]byte(s))
+	return binary.BigEndian.Uint64(sum[:8])
+}

@@ -1,0 +1,126 @@
+// Package event holds Sluice's event types, the event-name rules of SPEC §7,
+// the cursor codec of SPEC §5 and the SSE frame encoder of SPEC §4.
+//
+// An Event is encoded once, when the first stream needs it, and the bytes are
+// shared by every subscriber of its channel.
+package event
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/sluicehq/sluice/channel"
+)
+
+// Position is a place in one channel's history: the offset of an event within
+// an epoch. An epoch names one unbroken history of a channel; when history is
+// lost (process restart, broker flush, expiry of an idle channel) the channel
+// gets a new epoch and positions of the old one can no longer be resumed.
+// Offsets start at 1; offset 0 is "before the first event".
+type Position struct {
+	Epoch  uint64
+	Offset uint64
+}
+
+// String returns the position as published in a POST /publish reply: opaque
+// to clients, "<epoch base36>-<offset>".
+func (p Position) String() string {
+	return strconv.FormatUint(p.Epoch, 36) + "-" + strconv.FormatUint(p.Offset, 10)
+}
+
+// Message is what a publisher hands to a broker: a validated event without a
+// position yet.
+type Message struct {
+	Channel channel.Name
+	Type    string // resource.verb (ValidType)
+	Data    []byte // compact JSON
+}
+
+// Event is a published message with its position. Events are immutable once
+// published and shared between goroutines; only the lazily computed encoding
+// inside is written, once, under a sync.Once.
+type Event struct {
+	Channel channel.Name
+	Type    string
+	Data    []byte
+	Pos     Position
+	// Published is when the event was accepted, in Unix nanoseconds, used for
+	// the publish→write latency histogram.
+	Published int64
+
+	once  sync.Once
+	seg   string // cursor segment for (Channel, Pos)
+	body  []byte // "event: …\ndata: …\n\n"
+	frame []byte // "id: <seg>\n" + body
+}
+
+// Frame returns the event's complete SSE block for a subscription to its
+// channel alone, and its pieces for subscriptions to several channels: the
+// cursor segment of its position and the block without the id line. All are
+// computed once per event; callers must not modify them.
+func (e *Event) Frame(c *Codec) (frame []byte, seg string, body []byte) {
+	e.once.Do(func() {
+		e.seg = c.Segment(e.Channel, e.Pos)
+		e.body = AppendBlock(nil, "", e.Type, e.Data)
+		e.frame = make([]byte, 0, len("id: \n")+len(e.seg)+len(e.body))
+		e.frame = append(append(append(e.frame, "id: "...), e.seg...), '\n')
+		e.frame = append(e.frame, e.body...)
+	})
+	return e.frame, e.seg, e.body
+}
+
+// Reserved is the prefix of event names only the server emits.
+const Reserved = "stream-"
+
+// Event types the server emits (SPEC §4–§6).
+const (
+	TypeOpen  = "stream-open"
+	TypeReset = "stream-reset"
+	TypeError = "stream-error"
+)
+
+// Errors of ValidType.
+var (
+	ErrTypeSyntax   = errors.New("event: name must match ^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)+$ (resource.verb)")
+	ErrTypeReserved = errors.New("event: names starting with \"stream-\" are reserved for the server")
+)
+
+// MaxTypeLen bounds an event name.
+const MaxTypeLen = 256
+
+// ValidType reports whether t is a publishable event name (SPEC §7).
+func ValidType(t string) error {
+	if strings.HasPrefix(t, Reserved) {
+		return ErrTypeReserved
+	}
+	if len(t) == 0 || len(t) > MaxTypeLen {
+		return ErrTypeSyntax
+	}
+	dots := 0
+	start := true // at the first character of a part
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case c == '.':
+			if start {
+				return ErrTypeSyntax
+			}
+			dots++
+			start = true
+		case c >= 'a' && c <= 'z':
+			start = false
+		case c >= '0' && c <= '9' || c == '_':
+			if start {
+				return ErrTypeSyntax
+			}
+		default:
+			return ErrTypeSyntax
+		}
+	}
+	if start || dots == 0 {
+		return ErrTypeSyntax
+	}
+	return nil
+}

@@ -1,0 +1,256 @@
+// Package sluice is a multi-tenant Server-Sent Events gateway and the Go
+// library behind it. Backends publish events to channels named
+// "<prefix>:<tenant_id>:<resource_id>"; browsers and services subscribe over
+// one long-lived HTTP response each; the server enforces tenant isolation.
+//
+// A Gateway serves the generic endpoints (GET /events, POST /publish, POST
+// /tickets, POST /revoke, health and metrics) and lets a service add its own
+// stream endpoints with Stream, supplying only a channels hook: Sluice does
+// authentication, the tenant gate, streaming and resume.
+package sluice
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/broker/memory"
+	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/stream"
+	"github.com/sluicehq/sluice/tenant"
+)
+
+// Gateway is a running Sluice: broker, authenticator, tenant gate and stream
+// server, wired from a Config. It is safe for concurrent use.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	broker  broker.Broker
+	auth    *auth.Authenticator
+	gate    tenant.Gate
+	streams *stream.Server
+	codec   *event.Codec
+	metrics metrics.Recorder
+	pubKeys [][32]byte
+	closers []io.Closer
+	dev     *devSetup // non-nil with Config.Dev
+	handler http.Handler
+}
+
+// Option adjusts a Gateway built by New.
+type Option func(*options)
+
+type options struct {
+	logger     *slog.Logger
+	broker     broker.Broker
+	metrics    metrics.Recorder
+	membership tenant.Membership
+	extra      func(mux *http.ServeMux)
+}
+
+// WithLogger sets the logger (default: built from LogLevel and LogFormat, on
+// standard error).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithBroker uses b instead of the broker Config.Broker names. The Gateway
+// closes it on Close.
+func WithBroker(b broker.Broker) Option { return func(o *options) { o.broker = b } }
+
+// WithMetrics sets the metrics recorder (default: no metrics).
+func WithMetrics(m metrics.Recorder) Option { return func(o *options) { o.metrics = m } }
+
+// WithMembership uses m as the membership source instead of the one
+// Config.Membership names: the hook for a library user's own source (SPEC §3).
+func WithMembership(m tenant.Membership) Option { return func(o *options) { o.membership = m } }
+
+// WithRoutes lets the caller add routes to the gateway's mux before it is
+// wrapped with CORS and logging (e.g. feature endpoints built with Stream).
+func WithRoutes(f func(mux *http.ServeMux)) Option { return func(o *options) { o.extra = f } }
+
+// New validates cfg and builds a Gateway. Configuration mistakes are reported
+// here, never at a first request.
+func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, metrics: o.metrics, log: o.logger}
+	if g.log == nil {
+		g.log = NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	}
+	if g.metrics == nil {
+		g.metrics = metrics.Nop{}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = g.Close()
+		}
+	}()
+	if cfg.Dev {
+		d, err := newDevSetup(&g.cfg)
+		if err != nil {
+			return nil, err
+		}
+		g.dev = d
+	}
+	cfg = g.cfg
+
+	bopts := broker.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL}
+	switch {
+	case o.broker != nil:
+		g.broker = o.broker
+	case cfg.Broker == "redis":
+		b, err := newRedisBroker(ctx, cfg, bopts, g.log, g.metrics)
+		if err != nil {
+			return nil, err
+		}
+		g.broker = b
+	default:
+		g.broker = memory.New(bopts)
+	}
+	g.closers = append(g.closers, g.broker)
+	key, err := g.broker.CursorKey(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("broker: reading the cursor key: %w", err)
+	}
+	g.codec = event.NewCodec(key)
+
+	a, err := auth.New(ctx, auth.Config{
+		JWTSecret:        []byte(cfg.JWTSecret),
+		JWTPublicKeyFile: cfg.JWTPublicKey,
+		JWKSURL:          cfg.JWKSURL,
+		Algorithms:       cfg.JWTAlgorithms,
+		Issuer:           cfg.JWTIssuer,
+		Audience:         cfg.JWTAudience,
+		Leeway:           cfg.JWTLeeway,
+		APIKeysFile:      cfg.APIKeysFile,
+		Tickets:          g.broker,
+		Revocations:      g.broker,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.auth = a
+	g.closers = append(g.closers, a)
+
+	m := o.membership
+	if m == nil {
+		var closer io.Closer
+		m, closer, err = tenant.FromSpec(ctx, cfg.Membership,
+			tenant.PostgresConfig{URL: cfg.PostgresURL, Query: cfg.MembershipQuery, TenantSetting: cfg.MembershipTenantSetting, CacheTTL: cfg.MembershipCacheTTL},
+			tenant.HTTPConfig{CacheTTL: cfg.MembershipCacheTTL})
+		if err != nil {
+			return nil, fmt.Errorf("SLUICE_MEMBERSHIP: %w", err)
+		}
+		if closer != nil {
+			g.closers = append(g.closers, closer)
+		}
+	}
+	g.gate = tenant.Gate{Membership: m}
+
+	for _, k := range cfg.PublishKeys {
+		g.pubKeys = append(g.pubKeys, hashKey(k))
+	}
+	g.streams, err = stream.New(stream.Config{
+		Broker:          g.broker,
+		Auth:            g.auth,
+		Gate:            g.gate,
+		Codec:           g.codec,
+		Retry:           cfg.Retry,
+		KeepAlive:       cfg.KeepAlive,
+		MaxChannels:     cfg.MaxChannels,
+		QueueSize:       cfg.QueueSize,
+		ReplayLimit:     cfg.HistorySize,
+		Leeway:          cfg.JWTLeeway,
+		RecheckInterval: cfg.RecheckInterval,
+		DrainSpread:     cfg.DrainSpread,
+		WriteTimeout:    cfg.WriteTimeout,
+		Logger:          g.log,
+		Metrics:         g.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.handler = g.routes(o.extra)
+	ok = true
+	return g, nil
+}
+
+// Handler returns the gateway's HTTP handler: every endpoint of SPEC §4–§8,
+// with CORS.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Stream returns a stream endpoint whose channels resolve decides (SPEC §3,
+// layer 1); authentication, the tenant gate, streaming and resume are the
+// gateway's. Mount it on any route of the service's own mux, or with
+// WithRoutes.
+func (g *Gateway) Stream(resolve stream.ChannelsFunc) http.Handler {
+	return g.streams.Handler(resolve)
+}
+
+// Broker returns the gateway's broker.
+func (g *Gateway) Broker() broker.Broker { return g.broker }
+
+// Config returns the configuration in force (with Dev, the generated secret
+// and keys filled in).
+func (g *Gateway) Config() Config { return g.cfg }
+
+// Open returns the number of open streams on this instance.
+func (g *Gateway) Open() int { return g.streams.Open() }
+
+// Shutdown drains the gateway (SPEC §6 shutting-down): readiness turns 503,
+// every open stream is told to reconnect elsewhere with a spread-out retry
+// hint, and new stream requests get the same answer. It returns when every
+// stream has been told, or with ctx's error.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	return g.streams.Drain(ctx)
+}
+
+// Close releases the broker and background work. Call it after Shutdown and
+// after the HTTP server has stopped.
+func (g *Gateway) Close() error {
+	if g.streams != nil {
+		g.streams.Close()
+	}
+	var errs []error
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		errs = append(errs, g.closers[i].Close())
+	}
+	g.closers = nil
+	return errors.Join(errs...)
+}
+
+// NewLogger returns the slog logger SLUICE_LOG_LEVEL and SLUICE_LOG_FORMAT
+// describe, writing to w.
+func NewLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(strings.ToUpper(level)))
+	ho := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+func randomKey(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}

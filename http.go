@@ -1,0 +1,242 @@
+package sluice
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/problem"
+	"github.com/sluicehq/sluice/stream"
+)
+
+// routes builds the mux of every endpoint, wrapped with CORS and logging.
+// Every error, 404 and 405 included, is a problem+json body (SPEC §4).
+func (g *Gateway) routes(extra func(*http.ServeMux)) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/events", only(http.MethodGet, g.streams.Handler(stream.QueryChannels)))
+	mux.Handle("/publish", only(http.MethodPost, http.HandlerFunc(g.servePublish)))
+	mux.Handle("/tickets", only(http.MethodPost, http.HandlerFunc(g.serveTicket)))
+	mux.Handle("/revoke", only(http.MethodPost, http.HandlerFunc(g.serveRevoke)))
+	mux.Handle("/healthz", only(http.MethodGet, http.HandlerFunc(g.serveHealth)))
+	mux.Handle("/readyz", only(http.MethodGet, http.HandlerFunc(g.serveReady)))
+	if g.dev != nil {
+		mux.Handle("/{$}", only(http.MethodGet, http.HandlerFunc(g.dev.serveDemo)))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeNotFound, "no such endpoint"))
+	})
+	if extra != nil {
+		extra(mux)
+	}
+	return g.cors(g.accessLog(mux))
+}
+
+// only answers 405 with a problem body to methods other than m (and HEAD for
+// GET routes is not served: streams and probes are GETs).
+func only(m string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != m {
+			w.Header().Set("Allow", m+", OPTIONS")
+			problem.Write(w, problem.New(http.StatusMethodNotAllowed, problem.CodeMethodNotAllowed, r.Method+" is not allowed here; use "+m))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// cors implements SPEC §4 CORS on every endpoint: an allowed origin is echoed
+// with credentials allowed, a preflight is answered 204, any other origin
+// gets no grant.
+func (g *Gateway) cors(next http.Handler) http.Handler {
+	allowAll := false
+	allowed := map[string]bool{}
+	for _, o := range g.cfg.AllowOrigins {
+		if o == "*" {
+			allowAll = true
+		}
+		allowed[o] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		h := w.Header()
+		if len(allowed) > 0 {
+			h.Add("Vary", "Origin")
+		}
+		grant := origin != "" && (allowAll || allowed[origin])
+		if grant {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		if r.Method == http.MethodOptions {
+			if grant {
+				h.Set("Access-Control-Allow-Methods", "GET, POST")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Last-Event-ID, Content-Type, Cache-Control")
+				h.Set("Access-Control-Max-Age", "600")
+			}
+			h.Set("Allow", "GET, POST, OPTIONS")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// accessLog logs each non-stream request at debug level, with secrets in the
+// query redacted. Streams log their own open and close lines.
+func (g *Gateway) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.log.Enabled(r.Context(), -4) || r.URL.Path == "/events" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rw, r)
+		g.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", auth.RedactQuery(r.URL.RawQuery),
+			"status", rw.status, "duration", time.Since(start))
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func hashKey(k string) [32]byte { return sha256.Sum256([]byte(k)) }
+
+// publisher checks the publisher key of a POST /publish or /revoke request.
+func (g *Gateway) publisher(r *http.Request) error {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return problem.New(http.StatusUnauthorized, problem.CodeMissingCredentials, "a publisher key is required: Authorization: Bearer <key>")
+	}
+	scheme, key, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
+		return problem.New(http.StatusUnauthorized, problem.CodeInvalidToken, "use Authorization: Bearer <publisher key>")
+	}
+	sum := hashKey(key)
+	match := 0
+	for i := range g.pubKeys {
+		match |= subtle.ConstantTimeCompare(sum[:], g.pubKeys[i][:])
+	}
+	if len(g.pubKeys) == 0 {
+		return problem.New(http.StatusUnauthorized, problem.CodeInvalidToken, "publishing is off on this server (no SLUICE_PUBLISH_KEYS)")
+	}
+	if match != 1 {
+		return problem.New(http.StatusUnauthorized, problem.CodeInvalidToken, "the publisher key is not valid")
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// readBody reads a JSON request body bounded by MaxBodyBytes.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return problem.New(http.StatusRequestEntityTooLarge, problem.CodeBodyTooLarge, "the request body exceeds SLUICE_MAX_BODY_BYTES")
+		}
+		return problem.New(http.StatusBadRequest, problem.CodeInvalidJSON, "the body is not the expected JSON object: "+err.Error())
+	}
+	if dec.More() {
+		return problem.New(http.StatusBadRequest, problem.CodeInvalidJSON, "the body holds more than one JSON value")
+	}
+	return nil
+}
+
+func (g *Gateway) serveTicket(w http.ResponseWriter, r *http.Request) {
+	p, err := g.auth.Authenticate(r, auth.Options{})
+	if err != nil {
+		g.writeFault(w, err)
+		return
+	}
+	t, ttl, err := g.auth.IssueTicket(r.Context(), p)
+	if err != nil {
+		g.writeFault(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Ticket    string `json:"ticket"`
+		ExpiresIn int    `json:"expires_in"`
+	}{t, int(ttl / time.Second)})
+}
+
+func (g *Gateway) serveRevoke(w http.ResponseWriter, r *http.Request) {
+	if err := g.publisher(r); err != nil {
+		problem.WriteError(w, err)
+		return
+	}
+	var req struct {
+		Tenant string `json:"tenant"`
+		User   string `json:"user"`
+	}
+	if err := g.readBody(w, r, &req); err != nil {
+		problem.WriteError(w, err)
+		return
+	}
+	if err := channel.CheckTenant(req.Tenant); err != nil {
+		problem.Write(w, problem.New(http.StatusBadRequest, problem.CodeBadRequest, "tenant: "+err.Error()))
+		return
+	}
+	rv := broker.Revocation{Tenant: req.Tenant, User: req.User, At: time.Now()}
+	if err := g.broker.Revoke(r.Context(), rv, g.cfg.RevocationTTL); err != nil {
+		g.writeFault(w, err)
+		return
+	}
+	g.log.Info("revoked", "tenant", rv.Tenant, "user", rv.User)
+	writeJSON(w, http.StatusOK, struct {
+		Tenant string    `json:"tenant"`
+		User   string    `json:"user,omitempty"`
+		At     time.Time `json:"revoked_at"`
+	}{rv.Tenant, rv.User, rv.At.UTC()})
+}
+
+func (g *Gateway) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
+	if g.streams.Draining() {
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeDraining, "this instance is shutting down"))
+		return
+	}
+	if err := g.broker.Ready(r.Context()); err != nil {
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeBrokerUnavailable, "the event broker is unreachable"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// writeFault renders err: problems as they are, broker outages as 503, any
+// other error as a logged 500.
+func (g *Gateway) writeFault(w http.ResponseWriter, err error) {
+	if _, ok := problem.As(err); ok {
+		problem.WriteError(w, err)
+		return
+	}
+	if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrClosed) {
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeBrokerUnavailable, "the event broker is unavailable; retry later"))
+		return
+	}
+	g.log.Error("request failed", "err", err)
+	problem.WriteError(w, err)
+}

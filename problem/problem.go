@@ -1,0 +1,114 @@
+// Package problem writes HTTP errors as RFC 9457 problem details
+// (application/problem+json), the one error format of every Sluice endpoint
+// (SPEC §4).
+package problem
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+)
+
+// Machine codes carried in the "code" member. Clients branch on these, so they
+// never change meaning.
+const (
+	// 400
+	CodeNoChannel       = "no_channel"
+	CodeMalformedChan   = "malformed_channel"
+	CodeTooManyChannels = "too_many_channels"
+	CodeInvalidJSON     = "invalid_json"
+	CodeInvalidEvent    = "invalid_event"
+	CodeEmptyBatch      = "empty_batch"
+	CodeBadRequest      = "bad_request"
+	// 401
+	CodeMissingCredentials   = "missing_credentials"
+	CodeInvalidToken         = "invalid_token"
+	CodeTokenExpired         = "token_expired"
+	CodeAmbiguousCredentials = "ambiguous_credentials"
+	CodeCredentialRevoked    = "credential_revoked"
+	// 403
+	CodeForeignTenant = "foreign_tenant"
+	CodeNotMember     = "not_member"
+	CodeForbidden     = "forbidden"
+	// 404, 405
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	// 413, 415, 429, 431
+	CodeEventTooLarge    = "event_too_large"
+	CodeBatchTooLarge    = "batch_too_large"
+	CodeBodyTooLarge     = "body_too_large"
+	CodeUnsupportedMedia = "unsupported_media_type"
+	CodeTooManyStreams   = "too_many_streams"
+	CodeRateLimited      = "rate_limited"
+	CodeHeadersTooLarge  = "headers_too_large"
+	// 5xx
+	CodeInternal          = "internal_error"
+	CodeBrokerUnavailable = "broker_unavailable"
+	CodeDraining          = "draining"
+	CodeUpstream          = "upstream_error"
+)
+
+// Problem is an RFC 9457 problem detail. It implements error, so layers can
+// return it and the HTTP edge renders it as is.
+type Problem struct {
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Title  string `json:"title"`
+	Detail string `json:"detail,omitempty"`
+	Type   string `json:"type,omitempty"`
+}
+
+// New returns a Problem with the given status, machine code and detail; the
+// title is the status text.
+func New(status int, code, detail string) *Problem {
+	return &Problem{Status: status, Code: code, Title: http.StatusText(status), Detail: detail}
+}
+
+// Error implements error.
+func (p *Problem) Error() string {
+	if p.Detail != "" {
+		return strconv.Itoa(p.Status) + " " + p.Code + ": " + p.Detail
+	}
+	return strconv.Itoa(p.Status) + " " + p.Code
+}
+
+// As returns the *Problem in err's chain, if any.
+func As(err error) (*Problem, bool) {
+	var p *Problem
+	ok := errors.As(err, &p)
+	return p, ok
+}
+
+// Realm is the realm of every WWW-Authenticate challenge.
+const Realm = "sluice"
+
+// Write renders p. Every 401 carries WWW-Authenticate: Bearer realm="sluice",
+// with error="invalid_token" unless the request presented no credential at all
+// (SPEC §2).
+func Write(w http.ResponseWriter, p *Problem) {
+	h := w.Header()
+	if p.Status == http.StatusUnauthorized {
+		v := `Bearer realm="` + Realm + `"`
+		if p.Code != CodeMissingCredentials {
+			v += `, error="invalid_token"`
+		}
+		h.Set("WWW-Authenticate", v)
+	}
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	body, _ := json.Marshal(p)
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// WriteError renders err: a *Problem in its chain as is, anything else as a
+// 500 whose detail reveals nothing of err.
+func WriteError(w http.ResponseWriter, err error) {
+	if p, ok := As(err); ok {
+		Write(w, p)
+		return
+	}
+	Write(w, New(http.StatusInternalServerError, CodeInternal, "internal error"))
+}

@@ -1,0 +1,175 @@
+package stream
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
+)
+
+// Conditions of the final stream-error event (SPEC §6).
+const (
+	CondTokenExpired  = "token-expired"
+	CondAccessRevoked = "access-revoked"
+	CondSlowConsumer  = "slow-consumer"
+	CondShuttingDown  = "shutting-down"
+)
+
+// conn is one open stream as the rest of the process sees it: a broker
+// subscriber with a bounded queue, and a way to end it. Its writer is the
+// request's goroutine (Server.serve); nothing else runs per stream.
+type conn struct {
+	id    uint64 // registry shard key
+	p     auth.Principal
+	chans []channel.Name
+	max   int
+
+	mu      sync.Mutex
+	q       []*event.Event // pending events, at most max
+	spare   []*event.Event // the other buffer of the double buffer
+	notify  chan struct{}  // cap 1: the queue went from empty to non-empty
+	end     chan struct{}  // closed when the stream must end
+	ended   atomic.Bool
+	cond    string // why, set before end is closed
+	retryMS int64  // shutting-down: the retry hint to send first
+}
+
+var _ broker.Subscriber = (*conn)(nil)
+
+var connIDs atomic.Uint64
+
+func newConn(p auth.Principal, chans []channel.Name, max int) *conn {
+	return &conn{
+		id:     connIDs.Add(1),
+		p:      p,
+		chans:  chans,
+		max:    max,
+		notify: make(chan struct{}, 1),
+		end:    make(chan struct{}),
+	}
+}
+
+// Deliver implements broker.Subscriber. It never blocks: when the queue is
+// full the stream is ended as a slow consumer and later events are dropped for
+// it alone.
+func (c *conn) Deliver(ev *event.Event) {
+	c.mu.Lock()
+	if c.cond != "" {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.q) >= c.max {
+		c.finishLocked(CondSlowConsumer, 0)
+		c.mu.Unlock()
+		return
+	}
+	wake := len(c.q) == 0
+	c.q = append(c.q, ev)
+	c.mu.Unlock()
+	if wake {
+		select {
+		case c.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take swaps out the pending events. The caller hands the slice back with
+// give once it has written them, so steady state allocates nothing.
+func (c *conn) take() []*event.Event {
+	c.mu.Lock()
+	q := c.q
+	c.q = c.spare[:0]
+	c.spare = nil
+	c.mu.Unlock()
+	return q
+}
+
+func (c *conn) give(q []*event.Event) {
+	clear(q)
+	c.mu.Lock()
+	if c.spare == nil && cap(q) <= c.max {
+		c.spare = q[:0]
+	}
+	c.mu.Unlock()
+}
+
+// finish ends the stream with condition cond, once; later calls are ignored.
+func (c *conn) finish(cond string, retryMS int64) {
+	c.mu.Lock()
+	c.finishLocked(cond, retryMS)
+	c.mu.Unlock()
+}
+
+func (c *conn) finishLocked(cond string, retryMS int64) {
+	if c.cond != "" {
+		return
+	}
+	c.cond, c.retryMS = cond, retryMS
+	c.ended.Store(true)
+	close(c.end)
+}
+
+func (c *conn) condition() (string, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cond, c.retryMS
+}
+
+// registry holds the open streams of a process, sharded to keep registration
+// cheap under connection storms.
+type registry struct {
+	shards [16]struct {
+		mu sync.Mutex
+		m  map[*conn]struct{}
+	}
+	n atomic.Int64
+}
+
+func newRegistry() *registry {
+	r := &registry{}
+	for i := range r.shards {
+		r.shards[i].m = make(map[*conn]struct{})
+	}
+	return r
+}
+
+func (r *registry) shard(c *conn) int { return int(c.id % uint64(len(r.shards))) }
+
+func (r *registry) add(c *conn) {
+	s := &r.shards[r.shard(c)]
+	s.mu.Lock()
+	s.m[c] = struct{}{}
+	s.mu.Unlock()
+	r.n.Add(1)
+}
+
+func (r *registry) remove(c *conn) {
+	s := &r.shards[r.shard(c)]
+	s.mu.Lock()
+	delete(s.m, c)
+	s.mu.Unlock()
+	r.n.Add(-1)
+}
+
+// each calls f for every registered stream. f must not block.
+func (r *registry) each(f func(*conn)) {
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.Lock()
+		for c := range s.m {
+			f(c)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// snapshot returns the registered streams.
+func (r *registry) snapshot() []*conn {
+	out := make([]*conn, 0, r.n.Load())
+	r.each(func(c *conn) { out = append(out, c) })
+	return out
+}

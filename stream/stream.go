@@ -1,0 +1,437 @@
+// Package stream serves Sluice's Server-Sent Events streams (SPEC §4–§6): it
+// authenticates a request, resolves and gates its channels, subscribes, replays
+// from the client's cursor, and writes live events until the stream ends.
+//
+// One Server serves every stream endpoint of a process. The generic
+// GET /events endpoint and a service's own feature endpoints are all built
+// with Server.Handler and differ only in their ChannelsFunc.
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/problem"
+)
+
+// ChannelsFunc resolves the channels a request may read (SPEC §3, layer 1):
+// from the query for the generic endpoint, from a resource lookup and the
+// service's own access rules for a feature endpoint. It runs after
+// authentication. Errors it returns that are (or wrap) a *problem.Problem are
+// sent as they are (e.g. 404 when the resource does not exist, 403 when the
+// principal's role may not read it); any other error is a 500. The tenant gate
+// runs on its result in every case.
+type ChannelsFunc func(r *http.Request, p auth.Principal) ([]channel.Name, error)
+
+// Authenticator turns a request into a principal (package auth implements it).
+type Authenticator interface {
+	// Authenticate returns the request's principal, a *problem.Problem (401)
+	// for a refused credential, or another error for a fault.
+	Authenticate(r *http.Request, o auth.Options) (auth.Principal, error)
+	// StillValid re-checks a principal of an open stream against revocations.
+	StillValid(ctx context.Context, p auth.Principal) error
+}
+
+// Gate is the tenant gate (SPEC §3, layer 2; package tenant implements it).
+type Gate interface {
+	// Check returns nil when p may read every channel of chans, a
+	// *problem.Problem (403) when it may not, or another error for a fault.
+	Check(ctx context.Context, p auth.Principal, chans []channel.Name) error
+}
+
+// Admitter decides whether a principal may open one more stream (connection
+// limits). Admit returns a release function to call when the stream ends, or
+// a *problem.Problem (429).
+type Admitter interface {
+	Admit(r *http.Request, p auth.Principal) (release func(), err error)
+}
+
+// Config configures a Server. Broker, Auth, Gate and Codec are required; zero
+// durations and sizes take the defaults of SPEC §10.
+type Config struct {
+	Broker broker.Broker
+	Auth   Authenticator
+	Gate   Gate
+	Codec  *event.Codec
+	Admit  Admitter // optional
+
+	Retry           time.Duration // retry hint sent to clients (2s)
+	KeepAlive       time.Duration // keep-alive comment interval (15s)
+	MaxChannels     int           // channels per stream (16)
+	QueueSize       int           // events buffered per stream (1024)
+	ReplayLimit     int           // events replayed per channel at most (10000)
+	Leeway          time.Duration // added to a credential's expiry (0)
+	RecheckInterval time.Duration // membership recheck on open streams (60s)
+	DrainSpread     time.Duration // upper bound of drain retry hints (10s)
+	WriteTimeout    time.Duration // one write to a client may take at most (10s)
+
+	Logger  *slog.Logger
+	Metrics metrics.Recorder
+}
+
+func (c *Config) defaults() {
+	if c.Retry <= 0 {
+		c.Retry = 2 * time.Second
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 15 * time.Second
+	}
+	if c.MaxChannels <= 0 {
+		c.MaxChannels = 16
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 1024
+	}
+	if c.ReplayLimit <= 0 {
+		c.ReplayLimit = 10000
+	}
+	if c.RecheckInterval <= 0 {
+		c.RecheckInterval = 60 * time.Second
+	}
+	if c.DrainSpread < c.Retry {
+		c.DrainSpread = max(c.Retry, 10*time.Second)
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.Nop{}
+	}
+}
+
+// Server serves streams and keeps track of the open ones, so that
+// revocations, membership rechecks and the drain reach them.
+type Server struct {
+	cfg      Config
+	reg      *registry
+	draining atomic.Bool
+	revs     atomic.Uint64 // revocations seen, to close the open-vs-revoke race
+	active   sync.WaitGroup
+	stop     chan struct{}
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+// New returns a Server and starts its membership recheck loop; Close stops it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Broker == nil || cfg.Auth == nil || cfg.Gate == nil || cfg.Codec == nil {
+		return nil, errors.New("stream: Broker, Auth, Gate and Codec are required")
+	}
+	cfg.defaults()
+	s := &Server{cfg: cfg, reg: newRegistry(), stop: make(chan struct{}), stopped: make(chan struct{})}
+	cfg.Broker.OnRevoke(s.revoked)
+	go s.recheckLoop()
+	return s, nil
+}
+
+// Open returns the number of open streams.
+func (s *Server) Open() int { return int(s.reg.n.Load()) }
+
+// Handler returns the stream endpoint whose channels resolve uses.
+func (s *Server) Handler(resolve ChannelsFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, resolve) })
+}
+
+// QueryChannels is the ChannelsFunc of the generic endpoint: the channel query
+// parameters, each parsed by channel.Parse (SPEC §4).
+func QueryChannels(r *http.Request, _ auth.Principal) ([]channel.Name, error) {
+	vals := r.URL.Query()["channel"]
+	if len(vals) == 0 {
+		return nil, problem.New(http.StatusBadRequest, problem.CodeNoChannel, "at least one channel query parameter is required")
+	}
+	out := make([]channel.Name, 0, len(vals))
+	for _, v := range vals {
+		n, err := channel.Parse(v)
+		if err != nil {
+			return nil, problem.New(http.StatusBadRequest, problem.CodeMalformedChan, err.Error())
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// refuse answers a request that will not get a stream.
+func (s *Server) refuse(w http.ResponseWriter, err error) {
+	p, ok := problem.As(err)
+	if !ok {
+		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
+			p = problem.New(http.StatusServiceUnavailable, problem.CodeBrokerUnavailable, "the event broker is unavailable; retry later")
+		} else {
+			s.cfg.Logger.Error("stream refused on a fault", "err", err)
+			p = problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error")
+		}
+	}
+	s.cfg.Metrics.StreamRefused(p.Code)
+	problem.Write(w, p)
+}
+
+// dedupe collapses repeated channels, keeping the first occurrence's order.
+func dedupe(chans []channel.Name) []channel.Name {
+	out := chans[:0:0]
+	for i, c := range chans {
+		dup := false
+		for _, d := range chans[:i] {
+			if d == c {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsFunc) {
+	if s.draining.Load() {
+		s.writeDrain(w)
+		return
+	}
+	ctx := r.Context()
+	p, err := s.cfg.Auth.Authenticate(r, auth.Options{Query: true})
+	if err != nil {
+		s.refuse(w, err)
+		return
+	}
+	chans, err := resolve(r, p)
+	if err != nil {
+		s.refuse(w, err)
+		return
+	}
+	chans = dedupe(chans)
+	switch {
+	case len(chans) == 0:
+		s.refuse(w, problem.New(http.StatusBadRequest, problem.CodeNoChannel, "the request names no channel"))
+		return
+	case len(chans) > s.cfg.MaxChannels:
+		s.refuse(w, problem.New(http.StatusBadRequest, problem.CodeTooManyChannels,
+			"a stream may read at most "+strconv.Itoa(s.cfg.MaxChannels)+" channels"))
+		return
+	}
+	if err := s.cfg.Gate.Check(ctx, p, chans); err != nil {
+		s.refuse(w, err)
+		return
+	}
+	if s.cfg.Admit != nil {
+		release, err := s.cfg.Admit.Admit(r, p)
+		if err != nil {
+			s.refuse(w, err)
+			return
+		}
+		defer release()
+	}
+
+	c := newConn(p, chans, s.cfg.QueueSize)
+	seen := s.revs.Load()
+	s.reg.add(c)
+	defer s.reg.remove(c)
+	if s.revs.Load() != seen { // a revocation raced with this open
+		if err := s.cfg.Auth.StillValid(ctx, p); err != nil {
+			s.refuse(w, err)
+			return
+		}
+	}
+	sub, err := s.cfg.Broker.Subscribe(ctx, chans, c)
+	if err != nil {
+		s.refuse(w, err)
+		return
+	}
+	defer sub.Close()
+	heads, err := s.cfg.Broker.Heads(ctx, chans)
+	if err != nil {
+		s.refuse(w, err)
+		return
+	}
+	st, err := s.resume(ctx, r, chans, heads)
+	if err != nil {
+		s.refuse(w, err)
+		return
+	}
+	if s.draining.Load() { // the drain began while this stream was opening
+		s.writeDrain(w)
+		return
+	}
+	s.active.Add(1)
+	defer s.active.Done()
+	s.run(w, r, c, st)
+}
+
+// start is where a stream begins: the position per channel, what to replay
+// and, when the cursor could not be honoured, why.
+type start struct {
+	pos    []event.Position
+	replay [][]*event.Event
+	reset  string
+}
+
+// Reasons of stream-reset.
+const (
+	ResetCursorUnreadable   = "cursor-unreadable"
+	ResetHistoryUnavailable = "history-unavailable"
+)
+
+func (s *Server) resume(ctx context.Context, r *http.Request, chans []channel.Name, heads []event.Position) (start, error) {
+	cursor := r.Header.Get("Last-Event-ID")
+	if cursor == "" {
+		cursor = r.URL.Query().Get("lastEventId")
+	}
+	if cursor == "" {
+		return start{pos: heads}, nil
+	}
+	cpos, named, err := s.cfg.Codec.Decode(cursor, chans)
+	if err != nil {
+		return start{pos: heads, reset: ResetCursorUnreadable}, nil
+	}
+	st := start{pos: append([]event.Position(nil), heads...), replay: make([][]*event.Event, len(chans))}
+	for i, ch := range chans {
+		if !named[i] {
+			continue
+		}
+		evs, ok, err := s.cfg.Broker.Since(ctx, ch, cpos[i], s.cfg.ReplayLimit)
+		if err != nil {
+			return start{}, err
+		}
+		if !ok {
+			return start{pos: heads, reset: ResetHistoryUnavailable}, nil
+		}
+		st.pos[i] = cpos[i]
+		st.replay[i] = evs
+	}
+	return st, nil
+}
+
+// revoked ends the open streams a revocation covers (broker.OnRevoke).
+func (s *Server) revoked(rv broker.Revocation) {
+	s.revs.Add(1)
+	s.reg.each(func(c *conn) {
+		if rv.Covers(c.p.Tenant, c.p.User) {
+			c.finish(CondAccessRevoked, 0)
+		}
+	})
+}
+
+// recheckLoop re-runs the tenant gate and the revocation check on every open
+// stream each RecheckInterval (SPEC §6 access-revoked). A stream whose
+// principal is refused ends; a fault of a membership source leaves streams
+// open (they were authorized, and one outage should not disconnect every
+// client) and is logged.
+func (s *Server) recheckLoop() {
+	defer close(s.stopped)
+	t := time.NewTicker(s.cfg.RecheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.recheck()
+		}
+	}
+}
+
+func (s *Server) recheck() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RecheckInterval)
+	defer cancel()
+	for _, c := range s.reg.snapshot() {
+		if c.ended.Load() {
+			continue
+		}
+		err := s.cfg.Auth.StillValid(ctx, c.p)
+		if err == nil {
+			err = s.cfg.Gate.Check(ctx, c.p, c.chans)
+		}
+		if err == nil {
+			continue
+		}
+		if _, ok := problem.As(err); ok {
+			c.finish(CondAccessRevoked, 0)
+			continue
+		}
+		s.cfg.Logger.Warn("membership recheck failed; stream left open", "principal", c.p, "err", err)
+	}
+}
+
+// Drain ends every open stream with shutting-down, each with a retry hint
+// drawn between Retry and DrainSpread, and answers new requests the same way
+// (SPEC §6). It returns once every stream has been told, or when ctx ends.
+func (s *Server) Drain(ctx context.Context) error {
+	s.draining.Store(true)
+	s.reg.each(func(c *conn) { c.finish(CondShuttingDown, s.drainRetry()) })
+	done := make(chan struct{})
+	go func() { s.active.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Draining reports whether Drain has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Close stops the recheck loop. It does not end open streams; see Drain.
+func (s *Server) Close() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.stopped
+}
+
+func (s *Server) drainRetry() int64 {
+	lo, hi := s.cfg.Retry.Milliseconds(), s.cfg.DrainSpread.Milliseconds()
+	if hi <= lo {
+		return lo
+	}
+	return lo + mrand.Int64N(hi-lo+1)
+}
+
+func setStreamHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Del("Content-Length")
+}
+
+// writeDrain answers a stream request during the drain: status 200 (an
+// EventSource gives up on an error status), a spread-out retry hint and
+// stream-error shutting-down.
+func (s *Server) writeDrain(w http.ResponseWriter) {
+	setStreamHeaders(w.Header())
+	w.WriteHeader(http.StatusOK)
+	b := event.AppendRetry(nil, s.drainRetry())
+	b = append(b, '\n')
+	b = appendStreamError(b, CondShuttingDown)
+	_, _ = w.Write(b)
+	_ = http.NewResponseController(w).Flush()
+}
+
+var conditionText = map[string]string{
+	CondTokenExpired:  "the credential expired; reconnect with a fresh one",
+	CondAccessRevoked: "access to this stream was withdrawn",
+	CondSlowConsumer:  "the client did not keep up; resume from the last id",
+	CondShuttingDown:  "the server is shutting down; reconnect",
+}
+
+func appendStreamError(b []byte, cond string) []byte {
+	data, _ := json.Marshal(struct {
+		Condition string `json:"condition"`
+		Text      string `json:"text"`
+	}{cond, conditionText[cond]})
+	return event.AppendBlock(b, "", event.TypeError, data)
+}
