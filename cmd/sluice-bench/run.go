@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const lanes = 16 // latency histogram shards
+
+type bench struct {
+	cfg   config
+	ip    net.IP
+	addr  string   // ip:port to dial
+	host  string   // Host header
+	paths []string // request path and query per channel
+	chans []string
+	token string
+	hc    *http.Client
+
+	nextSrc atomic.Uint32
+
+	lat      [lanes]histogram
+	openLat  histogram // request → stream-open, initial opening
+	churnLat histogram // the same for streams reopened by churn
+	firstLat histogram // resume-storm: request → first replayed event
+	resets   atomic.Int64
+	ended    atomic.Int64
+
+	errMu  sync.Mutex
+	errs   map[string]int
+	opened atomic.Int64
+
+	publishURL    string
+	published     []uint64 // per channel; owned by the publisher
+	publishCalls  int64
+	publishErrors int64
+}
+
+func newBench(c config) (*bench, error) {
+	u, ip, err := loopbackTarget(c.url)
+	if err != nil {
+		return nil, err
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+	}
+	b := &bench{cfg: c, ip: ip, addr: net.JoinHostPort(ip.String(), port), host: u.Host, errs: map[string]int{}}
+	now := time.Now()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": c.user, "tenant_id": c.tenant, "iat": now.Unix(),
+		"exp": now.Add(c.deadline + time.Minute).Unix(),
+	})
+	if b.token, err = tok.SignedString([]byte(c.secret)); err != nil {
+		return nil, err
+	}
+	nch := 1
+	if c.shape == "many-channels" {
+		nch = c.streams
+	}
+	base := strings.TrimSuffix(u.Path, "/")
+	for i := range nch {
+		name := "bench:" + c.tenant + ":" + strconv.Itoa(i)
+		b.chans = append(b.chans, name)
+		b.paths = append(b.paths, base+"/events?channel="+url.QueryEscape(name))
+	}
+	b.published = make([]uint64, nch)
+	dial := net.Dialer{Timeout: 10 * time.Second}
+	b.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dial.DialContext(ctx, "tcp", b.addr) // never anything but the checked address
+		},
+		MaxIdleConnsPerHost: 4,
+	}}
+	b.publishURL = u.Scheme + "://" + u.Host + base + "/publish"
+	return b, nil
+}
+
+func (b *bench) fail(err error) {
+	key := err.Error()
+	var ne net.Error
+	switch {
+	case errors.Is(err, errStatus), errors.Is(err, errEnded):
+	case errors.Is(err, io.EOF):
+		key = "closed by server"
+	case errors.As(err, &ne) && ne.Timeout():
+		key = "timeout"
+	default:
+		if len(key) > 80 {
+			key = key[:80]
+		}
+	}
+	b.errMu.Lock()
+	b.errs[key]++
+	b.errMu.Unlock()
+}
+
+func (b *bench) errorCount() (n int64) {
+	b.errMu.Lock()
+	defer b.errMu.Unlock()
+	for _, v := range b.errs {
+		n += int64(v)
+	}
+	return n
+}
+
+// start runs s in its own goroutine until ctx ends or the stream does.
+// settled is called exactly once, when the stream opened or failed to.
+func (b *bench) start(ctx context.Context, s *sub, settled func()) {
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		var once sync.Once
+		settle := func() {
+			if settled != nil {
+				once.Do(settled)
+			}
+		}
+		defer settle()
+		err := b.subscribe(ctx, s, func() { b.opened.Add(1); settle() })
+		if err != nil && ctx.Err() == nil {
+			b.fail(err)
+		}
+	}()
+}
+
+// openAll starts one subscriber per element of subs at --ramp per second and
+// waits until each opened or failed.
+func (b *bench) openAll(ctx context.Context, subs []*sub) error {
+	var wg sync.WaitGroup
+	wg.Add(len(subs))
+	interval := time.Duration(float64(time.Second) / b.cfg.ramp)
+	began := time.Now()
+	for i, s := range subs {
+		if d := time.Until(began.Add(time.Duration(i) * interval)); d > 0 {
+			if !sleep(ctx, d) {
+				wg.Add(i - len(subs)) // never started
+				break
+			}
+		}
+		b.start(ctx, s, wg.Done)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return errors.New("deadline reached while opening streams")
+	}
+}
+
+func stopAll(subs []*sub) {
+	for _, s := range subs {
+		if s.cancel != nil {
+			s.cancel()
+		}
+	}
+	for _, s := range subs {
+		if s.done != nil {
+			<-s.done
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// publish sends n events in one batch, the k-th to channel chans[(rr+k) mod
+// len], and advances the per-channel sequence numbers only on success, so a
+// refused batch leaves no gap for subscribers to count as lost.
+func (b *bench) publish(ctx context.Context, rr, n int, buf []byte) ([]byte, bool) {
+	buf = append(buf[:0], `{"events":[`...)
+	ts := time.Now().UnixNano()
+	seen := map[int]uint64{}
+	for k := range n {
+		ch := (rr + k) % len(b.chans)
+		if k > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendEvent(buf, b.chans[ch], b.published[ch]+seen[ch], ts)
+		seen[ch]++
+	}
+	buf = append(buf, "]}"...)
+	b.publishCalls++
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.publishURL, bytes.NewReader(buf))
+	if err != nil {
+		b.publishErrors++
+		return buf, false
+	}
+	req.Header.Set("Authorization", "Bearer "+b.cfg.publishKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		b.publishErrors++
+		return buf, false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.publishErrors++
+		if b.publishErrors == 1 {
+			fmt.Fprintf(os.Stderr, "sluice-bench: publish refused: HTTP %d\n", resp.StatusCode)
+		}
+		return buf, false
+	}
+	for ch, k := range seen {
+		b.published[ch] += k
+	}
+	return buf, true
+}
+
+// publishFor publishes at --rate events per second, round-robin over the
+// channels, for d; it returns the number of events acknowledged.
+func (b *bench) publishFor(ctx context.Context, d time.Duration) int64 {
+	tick := 10 * time.Millisecond
+	if b.cfg.rate < 100 {
+		tick = time.Duration(float64(time.Second) / b.cfg.rate)
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	start := time.Now()
+	var sent int64
+	rr := 0
+	var buf []byte
+	for {
+		el := time.Since(start)
+		if el >= d {
+			return sent
+		}
+		due := int64(el.Seconds()*b.cfg.rate) + 1 - sent
+		for due > 0 && ctx.Err() == nil {
+			n := int(min(due, 1000))
+			var ok bool
+			if buf, ok = b.publish(ctx, rr, n, buf); !ok {
+				break
+			}
+			sent, due, rr = sent+int64(n), due-int64(n), (rr+n)%len(b.chans)
+		}
+		select {
+		case <-ctx.Done():
+			return sent
+		case <-t.C:
+		}
+	}
+}
+
+// drain waits up to --settle until every subscriber received every event of
+// its channel.
+func (b *bench) drain(ctx context.Context, subs []*sub) {
+	end := time.Now().Add(b.cfg.settle)
+	for time.Now().Before(end) {
+		var want, got uint64
+		for _, s := range subs {
+			want += b.published[s.ch]
+			got += s.got.Load()
+		}
+		if got >= want || !sleep(ctx, 20*time.Millisecond) {
+			return
+		}
+	}
+}
+
+func newSubs(n int, perChannel bool, open *histogram) []*sub {
+	subs := make([]*sub, n)
+	for i := range subs {
+		subs[i] = &sub{idx: i, openHist: open}
+		if perChannel {
+			subs[i].ch = i
+		}
+	}
+	return subs
+}
+
+func run(parent context.Context, c config) (*result, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	b, err := newBench(c)
+	if err != nil {
+		return nil, err
+	}
+	nofile, err := raiseNoFile()
+	if err != nil {
+		return nil, fmt.Errorf("raising RLIMIT_NOFILE: %w", err)
+	}
+	if nofile > 0 && uint64(c.streams)+64 > nofile {
+		return nil, fmt.Errorf("--streams %d exceeds the open-file limit %d", c.streams, nofile)
+	}
+	ctx, cancel := context.WithTimeout(parent, c.deadline)
+	defer cancel()
+
+	r := &result{Streams: int64(c.streams)}
+	p0, _ := readProc(c.pid)
+	subs := newSubs(c.streams, c.shape == "many-channels", &b.openLat)
+	defer stopAll(subs)
+	if err := b.openAll(ctx, subs); err != nil {
+		return nil, err
+	}
+	r.StreamsOpened = b.opened.Load()
+	sleep(ctx, c.settle)
+	p1, _ := readProc(c.pid)
+	began := time.Now()
+
+	switch c.shape {
+	case "idle":
+		sleep(ctx, c.duration)
+	case "fanout", "many-channels":
+		b.publishFor(ctx, c.duration)
+		b.drain(ctx, subs)
+	case "churn":
+		r.ChurnOpens = b.churn(ctx, subs)
+	case "resume-storm":
+		stopAll(subs)
+		var buf []byte
+		for left := c.events; left > 0 && ctx.Err() == nil; {
+			n := min(left, 1000)
+			var ok bool
+			if buf, ok = b.publish(ctx, 0, n, buf); ok {
+				left -= n
+			} else if !sleep(ctx, 100*time.Millisecond) {
+				break
+			}
+		}
+		began = time.Now()
+		for _, s := range subs {
+			s.firstHist = &b.firstLat
+			b.start(ctx, s, nil)
+		}
+		b.drain(ctx, subs)
+	}
+	wall := time.Since(began)
+	p2, _ := readProc(c.pid)
+	stopAll(subs)
+	if ctx.Err() != nil && parent.Err() == nil {
+		fmt.Fprintln(os.Stderr, "sluice-bench: hard deadline reached; results are partial")
+	}
+	b.fill(r, subs, p0, p1, p2, began, wall)
+	return r, nil
+}
+
+// churn closes and reopens --churn random streams per second for --duration.
+func (b *bench) churn(ctx context.Context, subs []*sub) int64 {
+	t := time.NewTicker(time.Duration(float64(time.Second) / b.cfg.churn))
+	defer t.Stop()
+	end := time.After(b.cfg.duration)
+	var n int64
+	for {
+		select {
+		case <-ctx.Done():
+			return n
+		case <-end:
+			return n
+		case <-t.C:
+		}
+		s := subs[rand.IntN(len(subs))]
+		s.cancel()
+		<-s.done
+		s.lastID, s.openHist = s.lastID[:0], &b.churnLat
+		b.start(ctx, s, nil)
+		n++
+	}
+}
