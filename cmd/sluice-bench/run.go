@@ -337,12 +337,12 @@ func run(parent context.Context, c config) (*result, error) {
 	case "resume-storm":
 		stopAll(subs)
 		var buf []byte
-		for left := c.events; left > 0 && ctx.Err() == nil; {
+		for left, fails := c.events, 0; left > 0 && fails < 10 && ctx.Err() == nil; {
 			n := min(left, 1000)
 			var ok bool
 			if buf, ok = b.publish(ctx, 0, n, buf); ok {
-				left -= n
-			} else if !sleep(ctx, 100*time.Millisecond) {
+				left, fails = left-n, 0
+			} else if fails++; !sleep(ctx, 100*time.Millisecond) {
 				break
 			}
 		}
@@ -360,6 +360,11 @@ func run(parent context.Context, c config) (*result, error) {
 		fmt.Fprintln(os.Stderr, "sluice-bench: hard deadline reached; results are partial")
 	}
 	b.fill(r, subs, p0, p1, p2, began, wall)
+	b.errMu.Lock()
+	defer b.errMu.Unlock()
+	for k, v := range b.errs {
+		fmt.Fprintf(os.Stderr, "  error ×%d: %s\n", v, k)
+	}
 	return r, nil
 }
 
