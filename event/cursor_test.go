@@ -214,7 +214,7 @@ func TestCursorAltered(t *testing.T) {
 		if pos, _, err := c.Decode(alt, chs); err == nil {
 			t.Errorf("removed byte %d: decoded %v", i, pos)
 		}
-		for _, ins := range []string{"A", "_", "."} {
+		for _, ins := range []string{"A", "_", ".", "\n", "\r", "\r\n", "="} {
 			alt := cur[:i] + ins + cur[i:]
 			if pos, _, err := c.Decode(alt, chs); err == nil {
 				t.Errorf("inserted %q at %d: decoded %v", ins, i, pos)
