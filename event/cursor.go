@@ -116,7 +116,8 @@ func (c *Codec) Decode(cursor string, chs []channel.Name) (pos []Position, named
 	}
 	var raw [segMaxRaw]byte
 	for s := range strings.SplitSeq(cursor, ".") {
-		if len(s) < base64.RawURLEncoding.EncodedLen(segMinRaw) || len(s) > base64.RawURLEncoding.EncodedLen(segMaxRaw) {
+		if len(s) < base64.RawURLEncoding.EncodedLen(segMinRaw) || len(s) > base64.RawURLEncoding.EncodedLen(segMaxRaw) ||
+			strings.ContainsAny(s, "\r\n") { // the decoder would skip them
 			return nil, nil, ErrCursorSyntax
 		}
 		n, err := base64.RawURLEncoding.Strict().Decode(raw[:], []byte(s))
