@@ -159,6 +159,7 @@ func TestAlgorithms(t *testing.T) {
 		{"ES256 by another key", auth.Config{JWTPublicKeyFile: pemFile(t, &k.ec256.PublicKey)},
 			sign(t, jwt.SigningMethodES256, mustEC(t), claims(now)), false},
 		{"JWT without JWT key", auth.Config{APIKeysFile: apiKeysFile(t)}, hs256(t, claims(now)), false},
+		{"crit header", auth.Config{JWTSecret: secret}, critToken(t, claims(now)), false},
 		{"garbage", auth.Config{JWTSecret: secret}, "a.b.c", false},
 		{"two segments", auth.Config{JWTSecret: secret}, "eyJhbGciOiJIUzI1NiJ9.e30", false},
 	}
@@ -361,4 +362,14 @@ func TestPrincipalNeverPrintsCredential(t *testing.T) {
 			t.Fatalf("%q shows the credential", s)
 		}
 	}
+}
+
+func critToken(t *testing.T, c jwt.MapClaims) string {
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	tok.Header["crit"] = []string{"exp"}
+	s, err := tok.SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

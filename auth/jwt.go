@@ -231,6 +231,10 @@ func newJWKS(ctx, refreshCtx context.Context, cfg Config) (keyfunc.Keyfunc, erro
 		HTTPTimeout:               timeout,
 		NoErrorReturnFirstHTTPReq: &fail,
 		RefreshInterval:           refresh,
+		// A token naming an unknown "kid" triggers a refresh at most every
+		// 5 minutes (the library's default); a request never waits long for
+		// that limiter.
+		RateLimitWaitMax: 100 * time.Millisecond,
 		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
 			return func(ctx context.Context, err error) {
 				slog.Default().WarnContext(ctx, "auth: JWKS refresh failed", "url", shown, "error", err)
@@ -254,6 +258,10 @@ func newJWKS(ctx, refreshCtx context.Context, cfg Config) (keyfunc.Keyfunc, erro
 // curve) of t's algorithm. The algorithm was already checked against the
 // allow-list by the parser.
 func (v *verifier) keyFor(ctx context.Context, t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		// RFC 7515 §4.1.11: critical extensions not understood are refused.
+		return nil, errors.New("critical header extensions not supported")
+	}
 	want, ok := algorithms[t.Method.Alg()]
 	if !ok {
 		return nil, errors.New("algorithm not supported")

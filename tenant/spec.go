@@ -9,6 +9,7 @@ import (
 
 type nopCloser struct{}
 
+// Close does nothing.
 func (nopCloser) Close() error { return nil }
 
 // FromSpec builds the Membership named by a SLUICE_MEMBERSHIP value:
