@@ -1,0 +1,383 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
+)
+
+// Live fan-out.
+//
+// Each instance holds one dedicated Pub/Sub connection. It is subscribed to
+// the control channel and to the Pub/Sub channel of every channel that has a
+// local subscriber (the hub reports the first and the last). Messages are
+// decoded once and handed to hub.Fanout from the connection's reader, one at a
+// time, which keeps each channel's publish order.
+//
+// Subscribing, unsubscribing and resubscribing after a reconnection are
+// serialised per channel by subShards locks, held from the hub update until
+// Redis has confirmed the command, so that SUBSCRIBE and UNSUBSCRIBE of one
+// channel reach Redis in the order of the hub's updates, and so that a
+// Subscribe, first or not, returns only once Redis has confirmed the
+// subscription: Redis runs commands one at a time, so every PUBLISH it runs
+// afterwards reaches this instance.
+//
+// When the connection is lost, local subscribers stay registered; the
+// connection is re-established with backoff and every channel of the hub is
+// subscribed again. Events published meanwhile are taken from history: a
+// tracker per channel remembers the position last fanned out, and a gap
+// (after a reconnection, or noticed on the next live event) is filled from
+// history when it still holds it. When it does not, the events go on with the
+// gap, which the stream layer can see in the offsets.
+
+const subShards = 64
+
+var shardSeed = maphash.MakeSeed()
+
+// psConn is the current Pub/Sub connection.
+type psConn struct {
+	c valkey.DedicatedClient
+}
+
+// tracker is the position last fanned out on one channel.
+type tracker struct {
+	mu   sync.Mutex
+	last event.Position
+}
+
+func subShard(ch string) int { return int(maphash.String(shardSeed, ch) % subShards) }
+
+// lockShards locks the shards of chans in ascending order (no deadlock
+// between concurrent callers) and returns the unlock function.
+func (b *Broker) lockShards(chans []channel.Name) func() {
+	idx := make([]int, 0, len(chans))
+	for _, ch := range chans {
+		idx = append(idx, subShard(ch.String()))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		b.subShards[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			b.subShards[i].Unlock()
+		}
+	}
+}
+
+func (b *Broker) lockAll() {
+	for i := range b.subShards {
+		b.subShards[i].Lock()
+	}
+}
+
+func (b *Broker) unlockAll() {
+	for i := range b.subShards {
+		b.subShards[i].Unlock()
+	}
+}
+
+// Subscribe implements broker.Broker. It returns once Redis has confirmed the
+// subscription of every channel, so that events published afterwards reach
+// s. If the Pub/Sub connection is down it fails with broker.ErrUnavailable.
+func (b *Broker) Subscribe(ctx context.Context, chans []channel.Name, s broker.Subscriber) (broker.Subscription, error) {
+	if b.closed.Load() {
+		return nil, broker.ErrClosed
+	}
+	unlock := b.lockShards(chans)
+	defer unlock()
+	var firsts []string
+	for _, ch := range chans {
+		if b.hub.Add(ch, s) {
+			firsts = append(firsts, b.pubsubName(ch.String()))
+			b.tmu.Lock()
+			b.trackers[ch.String()] = &tracker{}
+			b.tmu.Unlock()
+		}
+	}
+	if len(firsts) > 0 {
+		if err := b.psDo(ctx, func(c valkey.DedicatedClient) valkey.Completed {
+			return c.B().Subscribe().Channel(firsts...).Build()
+		}); err != nil {
+			for _, ch := range chans {
+				b.removeLocked(ch, s)
+			}
+			return nil, b.fail(ctx, "subscribe", err)
+		}
+	}
+	return &subscription{b: b, chans: slices.Clone(chans), s: s}, nil
+}
+
+// psDo runs a command on the Pub/Sub connection and waits for Redis to
+// confirm it.
+func (b *Broker) psDo(ctx context.Context, build func(valkey.DedicatedClient) valkey.Completed) error {
+	pc := b.conn.Load()
+	if pc == nil {
+		return errors.New("Pub/Sub connection down, reconnecting")
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	return pc.c.Do(ctx, build(pc.c)).Error()
+}
+
+// removeLocked unregisters s from ch, with ch's shard locked, and reports
+// whether ch has no local subscriber left.
+func (b *Broker) removeLocked(ch channel.Name, s broker.Subscriber) bool {
+	if !b.hub.Remove(ch, s) {
+		return false
+	}
+	b.tmu.Lock()
+	delete(b.trackers, ch.String())
+	b.tmu.Unlock()
+	return true
+}
+
+type subscription struct {
+	b     *Broker
+	chans []channel.Name
+	s     broker.Subscriber
+	once  sync.Once
+}
+
+// Close unregisters the subscriber; channels left without a local
+// subscriber are unsubscribed from Redis.
+func (s *subscription) Close() {
+	s.once.Do(func() {
+		b := s.b
+		unlock := b.lockShards(s.chans)
+		defer unlock()
+		var lasts []string
+		for _, ch := range s.chans {
+			if b.removeLocked(ch, s.s) {
+				lasts = append(lasts, b.pubsubName(ch.String()))
+			}
+		}
+		if len(lasts) > 0 && !b.closed.Load() {
+			// A failure leaves nothing to undo: a broken connection is
+			// replaced, subscribed to the hub's channels only.
+			_ = b.psDo(context.Background(), func(c valkey.DedicatedClient) valkey.Completed {
+				return c.B().Unsubscribe().Channel(lasts...).Build()
+			})
+		}
+	})
+}
+
+// connect opens a Pub/Sub connection and subscribes it to the control
+// channel and every channel of the hub. It returns the channel on which the
+// connection's loss will be reported.
+func (b *Broker) connect(ctx context.Context) (<-chan error, error) {
+	dc, _ := b.client.Dedicate()
+	lost := dc.SetPubSubHooks(valkey.PubSubHooks{OnMessage: b.onMessage})
+	b.lockAll()
+	defer b.unlockAll()
+	names := []string{b.control}
+	for _, ch := range b.hub.Channels() {
+		names = append(names, b.pubsubName(ch))
+	}
+	if err := dc.Do(ctx, dc.B().Subscribe().Channel(names...).Build()).Error(); err != nil {
+		dc.Close()
+		return nil, err
+	}
+	b.conn.Store(&psConn{c: dc})
+	return lost, nil
+}
+
+// run keeps the Pub/Sub connection up until Close: when it is lost, it
+// reconnects with capped exponential backoff and jitter, then catches up
+// with what was published meanwhile.
+func (b *Broker) run(lost <-chan error) {
+	defer close(b.done)
+	for {
+		select {
+		case <-b.stop:
+			b.closeConn()
+			return
+		case err := <-lost:
+			b.closeConn()
+			b.log.Warn("redis broker: Pub/Sub connection lost; reconnecting", "err", err)
+		}
+		backoff := 50 * time.Millisecond
+		for {
+			wait := backoff/2 + rand.N(backoff/2+1)
+			select {
+			case <-b.stop:
+				return
+			case <-time.After(wait):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+			var err error
+			lost, err = b.connect(ctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			b.log.Debug("redis broker: reconnect failed", "err", err, "retry_in", backoff)
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		b.log.Info("redis broker: Pub/Sub connection restored")
+		b.catchUp()
+	}
+}
+
+func (b *Broker) closeConn() {
+	if pc := b.conn.Swap(nil); pc != nil {
+		pc.c.Close() // closes the connection: a subscribed one is not reusable
+	}
+}
+
+// catchUp fans out, per locally subscribed channel, what history holds
+// after the position last fanned out.
+func (b *Broker) catchUp() {
+	b.tmu.Lock()
+	ts := make(map[string]*tracker, len(b.trackers))
+	for ch, t := range b.trackers {
+		ts[ch] = t
+	}
+	b.tmu.Unlock()
+	for name, t := range ts {
+		ch, err := channel.Parse(name)
+		if err != nil {
+			continue
+		}
+		t.mu.Lock()
+		if t.last.Epoch != 0 {
+			b.fill(t, ch, uint64(b.opts.HistorySize))
+		}
+		t.mu.Unlock()
+	}
+}
+
+// fill fans out, with t locked, at most n events after t.last from history.
+func (b *Broker) fill(t *tracker, ch channel.Name, n uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	evs, ok, err := b.since(ctx, ch, t.last, int(min(n, uint64(b.opts.HistorySize))))
+	if err != nil || !ok {
+		b.log.Warn("redis broker: live events missed and not in history; subscribers see a gap",
+			"channel", ch.String(), "after", t.last.String(), "err", err)
+		return
+	}
+	for _, ev := range evs {
+		b.hub.Fanout(ev)
+		t.last = ev.Pos
+	}
+}
+
+// onMessage handles one Pub/Sub message, on the connection's reader.
+func (b *Broker) onMessage(m valkey.PubSubMessage) {
+	if m.Channel == b.control {
+		b.onControl(m.Message)
+		return
+	}
+	name, ok := strings.CutPrefix(m.Channel, b.prefix+"ch:")
+	if !ok {
+		b.drop("unknown Pub/Sub channel", m.Channel, nil)
+		return
+	}
+	ch, err := channel.Parse(name)
+	if err != nil {
+		b.drop("bad channel name", m.Channel, err)
+		return
+	}
+	ev, err := decodeEnvelope(ch, m.Message)
+	if err != nil {
+		b.drop("bad event envelope", m.Channel, err)
+		return
+	}
+	b.deliver(ev)
+}
+
+// deliver fans ev out, filling a gap from history first and skipping events
+// already fanned out by a catch-up.
+func (b *Broker) deliver(ev *event.Event) {
+	b.tmu.Lock()
+	t := b.trackers[ev.Channel.String()]
+	b.tmu.Unlock()
+	if t == nil {
+		b.hub.Fanout(ev) // no local subscriber left: reaches nobody
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.last.Epoch == ev.Pos.Epoch {
+		if ev.Pos.Offset <= t.last.Offset {
+			return
+		}
+		if gap := ev.Pos.Offset - t.last.Offset - 1; gap > 0 {
+			b.fill(t, ev.Channel, gap)
+		}
+	}
+	b.hub.Fanout(ev)
+	t.last = ev.Pos
+}
+
+func (b *Broker) drop(what, ch string, err error) {
+	n := b.dropped.Add(1)
+	b.log.Warn("redis broker: dropped Pub/Sub message", "reason", what, "pubsub_channel", ch, "err", err, "dropped_total", n)
+}
+
+// Dropped returns how many malformed Pub/Sub messages were dropped.
+func (b *Broker) Dropped() uint64 { return b.dropped.Load() }
+
+func (b *Broker) onControl(msg string) {
+	var c controlMsg
+	if err := json.Unmarshal([]byte(msg), &c); err != nil || c.Tenant == "" {
+		b.drop("bad control message", b.control, err)
+		return
+	}
+	r := broker.Revocation{Tenant: c.Tenant, User: c.User, At: time.Unix(0, c.At)}
+	b.rmu.Lock()
+	hs := b.handlers
+	b.rmu.Unlock()
+	for _, f := range hs {
+		f(r)
+	}
+}
+
+// decodeEnvelope decodes the message lua/publish.lua publishes:
+//
+//	"1\n<epoch>\n<offset>\n<publish time, Unix ns>\n<type>\n<data>"
+//
+// data, last, may hold any byte.
+func decodeEnvelope(ch channel.Name, msg string) (*event.Event, error) {
+	var f [5]string
+	rest := msg
+	for i := range f {
+		var ok bool
+		f[i], rest, ok = strings.Cut(rest, "\n")
+		if !ok {
+			return nil, errors.New("truncated")
+		}
+	}
+	if f[0] != "1" {
+		return nil, fmt.Errorf("unknown version %q", f[0])
+	}
+	epoch, err1 := strconv.ParseUint(f[1], 10, 64)
+	off, err2 := strconv.ParseUint(f[2], 10, 64)
+	pub, err3 := strconv.ParseInt(f[3], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil || epoch == 0 || off == 0 {
+		return nil, fmt.Errorf("bad position or time: %w", err)
+	}
+	return &event.Event{
+		Channel:   ch,
+		Type:      f[4],
+		Data:      []byte(rest),
+		Pos:       event.Position{Epoch: epoch, Offset: off},
+		Published: pub,
+	}, nil
+}
