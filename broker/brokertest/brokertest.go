@@ -53,6 +53,7 @@ func Run(t *testing.T, newBroker NewBroker) {
 		{"SubscribeLive", testSubscribeLive},
 		{"SubscribeSeveralChannels", testSubscribeSeveral},
 		{"SubscriptionClose", testSubscriptionClose},
+		{"SubscribeChurn", testSubscribeChurn},
 		{"Since", testSince},
 		{"SinceTrimmed", testSinceTrimmed},
 		{"SinceExpired", testSinceExpired},
@@ -83,6 +84,7 @@ func RunShared(t *testing.T, newPair NewPair) {
 		{"PublishReachesOtherInstance", testSharedPublish},
 		{"HistoryShared", testSharedHistory},
 		{"ConcurrentPublishers", testSharedConcurrent},
+		{"SubscribeChurn", testSharedChurn},
 		{"TicketsShared", testSharedTickets},
 		{"RevocationsShared", testSharedRevocations},
 		{"CursorKeyShared", testSharedCursorKey},
@@ -343,6 +345,53 @@ func testSubscriptionClose(t *testing.T, nb NewBroker) {
 	publish(t, b, msg(ch, 2))
 	again.Wait(t, ch, 1)
 	open2.Close()
+}
+
+// Subscriptions coming and going concurrently on one channel, each one the
+// first or the last local subscriber in turn: each receives what is
+// published after its Subscribe returns.
+func testSubscribeChurn(t *testing.T, nb NewBroker) {
+	b := nb(t, broker.Options{})
+	churn(t, b, b)
+}
+
+// churn subscribes on sb and publishes on pb.
+func churn(t *testing.T, pb, sb broker.Broker) {
+	ch := newChannel(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 20 {
+				r := &Recorder{}
+				sub, err := sb.Subscribe(t.Context(), []channel.Name{ch}, r)
+				if err != nil {
+					errs <- err
+					return
+				}
+				ps, err := pb.Publish(t.Context(), []event.Message{msg(ch, g*100+i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				deadline := time.Now().Add(Timeout)
+				for !slices.ContainsFunc(r.Events(), func(ev *event.Event) bool { return ev.Pos == ps[0] }) {
+					if time.Now().After(deadline) {
+						errs <- fmt.Errorf("event %v published after Subscribe returned never arrived", ps[0])
+						sub.Close()
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+				sub.Close()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 }
 
 func testSince(t *testing.T, nb NewBroker) {
@@ -753,6 +802,11 @@ func testSharedHistory(t *testing.T, np NewPair) {
 func testSharedConcurrent(t *testing.T, np NewPair) {
 	a, b := np(t, broker.Options{})
 	concurrent(t, []broker.Broker{a, b}, []broker.Broker{a, b})
+}
+
+func testSharedChurn(t *testing.T, np NewPair) {
+	a, b := np(t, broker.Options{})
+	churn(t, a, b)
 }
 
 func testSharedTickets(t *testing.T, np NewPair) {
