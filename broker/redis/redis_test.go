@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -380,4 +383,125 @@ func BenchmarkPublish(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "publishes/s")
+}
+
+// proxy forwards TCP connections to Redis until it is taken down.
+type proxy struct {
+	t      *testing.T
+	addr   string // its own
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	p := &proxy{t: t, target: target}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, r)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(r, c); r.Close() }()
+			go func() { _, _ = io.Copy(c, r); c.Close() }()
+		}
+	}()
+}
+
+// down closes the listener and every connection: Redis is unreachable.
+func (p *proxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// up listens again on the same address.
+func (p *proxy) up() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.serve(ln)
+}
+
+// While Redis is unreachable, Ready and Publish fail with ErrUnavailable and
+// local subscriptions stay; when it is back, they are restored.
+func TestRedisUnreachable(t *testing.T) {
+	u, err := url.Parse(testURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newProxy(t, u.Host)
+	u.Host = px.addr
+	q := u.Query()
+	q.Set("dial_timeout", "200ms")
+	u.RawQuery = q.Encode()
+	prefix := newPrefix(t)
+	b := newBroker(t, u.String(), prefix, broker.Options{})
+	other := newBroker(t, testURL(t), prefix, broker.Options{})
+	ch := channel.MustMake("test", "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "unreachable")
+	var r brokertest.Recorder
+	if _, err := b.Subscribe(t.Context(), []channel.Name{ch}, &r); err != nil {
+		t.Fatal(err)
+	}
+	first := publish(t, other, ch)
+	r.Wait(t, ch, 1)
+
+	px.down()
+	poll(t, "Ready to fail", func() bool { return errors.Is(b.Ready(t.Context()), broker.ErrUnavailable) })
+	_, err = b.Publish(t.Context(), []event.Message{{Channel: ch, Type: "test.event", Data: []byte(`1`)}})
+	if !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("Publish while unreachable = %v, want ErrUnavailable", err)
+	}
+	var r2 brokertest.Recorder
+	if _, err := b.Subscribe(t.Context(), []channel.Name{channel.MustMake("test", "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "new")}, &r2); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("Subscribe to a new channel while unreachable = %v, want ErrUnavailable", err)
+	}
+	for range 3 {
+		publish(t, other, ch) // missed live, kept in history
+	}
+
+	px.up()
+	poll(t, "Ready again", func() bool { return b.Ready(t.Context()) == nil })
+	last := publish(t, other, ch)
+	evs := r.Wait(t, ch, int(last.Offset))
+	for i, ev := range evs {
+		if ev.Pos != (event.Position{Epoch: first.Epoch, Offset: uint64(i + 1)}) {
+			t.Fatalf("event %d at %v", i, ev.Pos)
+		}
+	}
+	poll(t, "publish to succeed", func() bool {
+		_, err := b.Publish(t.Context(), []event.Message{{Channel: ch, Type: "test.event", Data: []byte(`2`)}})
+		return err == nil
+	})
 }
