@@ -109,13 +109,28 @@ func Parse(s string) (Name, error) {
 func (n Name) String() string { return n.s }
 
 // Prefix returns the feature prefix.
-func (n Name) Prefix() string { return n.s[:n.p1] }
+func (n Name) Prefix() string {
+	if n.s == "" {
+		return ""
+	}
+	return n.s[:n.p1]
+}
 
 // Tenant returns the tenant id (canonical UUID).
-func (n Name) Tenant() string { return n.s[n.p1+1 : n.p2] }
+func (n Name) Tenant() string {
+	if n.s == "" {
+		return ""
+	}
+	return n.s[n.p1+1 : n.p2]
+}
 
 // Resource returns the resource id.
-func (n Name) Resource() string { return n.s[n.p2+1:] }
+func (n Name) Resource() string {
+	if n.s == "" {
+		return ""
+	}
+	return n.s[n.p2+1:]
+}
 
 // IsZero reports whether n is the zero Name (not a valid channel).
 func (n Name) IsZero() bool { return n.s == "" }

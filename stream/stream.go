@@ -360,8 +360,12 @@ func (s *Server) recheck() {
 		if err == nil {
 			continue
 		}
-		if _, ok := problem.As(err); ok {
-			c.finish(CondAccessRevoked, 0)
+		if p, ok := problem.As(err); ok {
+			if p.Code == problem.CodeTokenExpired {
+				c.finish(CondTokenExpired, 0)
+			} else {
+				c.finish(CondAccessRevoked, 0)
+			}
 			continue
 		}
 		s.cfg.Logger.Warn("membership recheck failed; stream left open", "principal", c.p, "err", err)
