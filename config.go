@@ -48,6 +48,16 @@ type Config struct {
 	WriteTimeout    time.Duration // one write to a stream may take at most (10s)
 	AllowOrigins    []string      // CORS origins, or "*"
 
+	MaxStreamsPerUser   int     // open streams per user of a tenant (64)
+	MaxStreamsPerTenant int     // open streams per tenant on this instance (20000)
+	ConnRate            float64 // new streams per second per client address (50)
+	ConnBurst           int     // burst allowance of ConnRate (100)
+	MaxHeaderBytes      int     // request header limit (16384) → 431
+	MaxURLBytes         int     // request target limit (8192) → 414
+
+	RoutesFile  string // feature endpoints file (see docs/guide.md)
+	MetricsAddr string // separate listener for /metrics; empty: served on Addr
+
 	Broker       string // memory | redis
 	RedisURL     string // redis://[:password@]host:port/<db>, rediss:// for TLS
 	RedisPrefix  string // key and Pub/Sub prefix ("sluice:")
@@ -152,6 +162,21 @@ var settings = []setting{
 	{"SLUICE_REVOCATION_TTL", "24h", "how long a revocation refuses older credentials", dur(func(c *Config) *time.Duration { return &c.RevocationTTL })},
 	{"SLUICE_QUEUE_SIZE", "1024", "events buffered per stream before slow-consumer", num(func(c *Config) *int { return &c.QueueSize })},
 	{"SLUICE_WRITE_TIMEOUT", "10s", "how long one write to a stream may take", dur(func(c *Config) *time.Duration { return &c.WriteTimeout })},
+	{"SLUICE_MAX_STREAMS_PER_USER", "64", "open streams per user of a tenant", num(func(c *Config) *int { return &c.MaxStreamsPerUser })},
+	{"SLUICE_MAX_STREAMS_PER_TENANT", "20000", "open streams per tenant on this instance", num(func(c *Config) *int { return &c.MaxStreamsPerTenant })},
+	{"SLUICE_CONN_RATE", "50", "new streams per second per client address", func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return fmt.Errorf("must be a positive number: %q", v)
+		}
+		c.ConnRate = f
+		return nil
+	}},
+	{"SLUICE_CONN_BURST", "100", "burst allowance of SLUICE_CONN_RATE", num(func(c *Config) *int { return &c.ConnBurst })},
+	{"SLUICE_MAX_HEADER_BYTES", "16384", "request header limit (431 above)", num(func(c *Config) *int { return &c.MaxHeaderBytes })},
+	{"SLUICE_MAX_URL_BYTES", "8192", "request target limit (414 above)", num(func(c *Config) *int { return &c.MaxURLBytes })},
+	{"SLUICE_ROUTES_FILE", "", "feature endpoints: paths mapped to channels, with authorizers", str(func(c *Config) *string { return &c.RoutesFile })},
+	{"SLUICE_METRICS_ADDR", "", "separate listen address for /metrics (default: served on SLUICE_ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
 	{"SLUICE_ALLOW_ORIGINS", "", "CORS origins, comma list or *", list(func(c *Config) *[]string { return &c.AllowOrigins })},
 	{"SLUICE_BROKER", "memory", "memory or redis", str(func(c *Config) *string { return &c.Broker })},
 	{"SLUICE_REDIS_URL", "", "redis://[:password@]host:port/<db> (rediss:// for TLS)", str(func(c *Config) *string { return &c.RedisURL })},
@@ -229,6 +254,14 @@ func (c *Config) Validate() error {
 	fill(&c.MaxChannels, d.MaxChannels)
 	fill(&c.MaxEventBytes, d.MaxEventBytes)
 	fill(&c.QueueSize, d.QueueSize)
+	fill(&c.MaxStreamsPerUser, d.MaxStreamsPerUser)
+	fill(&c.MaxStreamsPerTenant, d.MaxStreamsPerTenant)
+	fill(&c.ConnBurst, d.ConnBurst)
+	fill(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	fill(&c.MaxURLBytes, d.MaxURLBytes)
+	if c.ConnRate == 0 {
+		c.ConnRate = d.ConnRate
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = d.MaxBodyBytes
 	}

@@ -11,6 +11,8 @@ package sluice
 
 import (
 	"context"
+	"encoding/json"
+
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -20,11 +22,18 @@ import (
 	"os"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/broker/memory"
 	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/ingest/django"
+	"github.com/sluicehq/sluice/limits"
 	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/metrics/prom"
+	"github.com/sluicehq/sluice/routes"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/tenant"
 )
@@ -43,7 +52,11 @@ type Gateway struct {
 	pubKeys [][32]byte
 	closers []io.Closer
 	dev     *devSetup // non-nil with Config.Dev
+	limits  *limits.Limiter
+	promReg *prometheus.Registry // nil when metrics come from WithMetrics
 	handler http.Handler
+	ingest  context.CancelFunc
+	ingDone chan struct{}
 }
 
 // Option adjusts a Gateway built by New.
@@ -90,8 +103,15 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	if g.log == nil {
 		g.log = NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	}
+	var openStreams func() int // set once the stream server exists
 	if g.metrics == nil {
-		g.metrics = metrics.Nop{}
+		g.promReg = prometheus.NewRegistry()
+		g.metrics = prom.New(g.promReg, func() int {
+			if openStreams == nil {
+				return 0
+			}
+			return openStreams()
+		})
 	}
 	ok := false
 	defer func() {
@@ -164,7 +184,16 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	for _, k := range cfg.PublishKeys {
 		g.pubKeys = append(g.pubKeys, hashKey(k))
 	}
+	g.limits = limits.New(limits.Config{
+		MaxStreamsPerUser:   cfg.MaxStreamsPerUser,
+		MaxStreamsPerTenant: cfg.MaxStreamsPerTenant,
+		ConnRate:            cfg.ConnRate,
+		ConnBurst:           cfg.ConnBurst,
+		MaxHeaderBytes:      cfg.MaxHeaderBytes,
+		MaxURLBytes:         cfg.MaxURLBytes,
+	})
 	g.streams, err = stream.New(stream.Config{
+		Admit:           g.limits,
 		Broker:          g.broker,
 		Auth:            g.auth,
 		Gate:            g.gate,
@@ -184,7 +213,17 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.handler = g.routes(o.extra)
+	openStreams = g.streams.Open
+	var feature []routes.Route
+	if cfg.RoutesFile != "" {
+		if feature, err = routes.Load(cfg.RoutesFile, routes.Options{}); err != nil {
+			return nil, fmt.Errorf("SLUICE_ROUTES_FILE: %w", err)
+		}
+	}
+	g.handler = g.routes(feature, o.extra)
+	if cfg.DjangoIngest != "" {
+		g.startIngest(cfg)
+	}
 	ok = true
 	return g, nil
 }
@@ -222,6 +261,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // Close releases the broker and background work. Call it after Shutdown and
 // after the HTTP server has stopped.
 func (g *Gateway) Close() error {
+	if g.ingest != nil {
+		g.ingest()
+		<-g.ingDone
+		g.ingest = nil
+	}
 	if g.streams != nil {
 		g.streams.Close()
 	}
@@ -253,4 +297,35 @@ func randomKey(n int) string {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
 	return string(b)
+}
+
+// MetricsHandler serves the gateway's Prometheus metrics; it is nil when the
+// metrics recorder was supplied with WithMetrics.
+func (g *Gateway) MetricsHandler() http.Handler {
+	if g.promReg == nil {
+		return nil
+	}
+	return promhttp.HandlerFor(g.promReg, promhttp.HandlerOpts{})
+}
+
+// startIngest runs the django-eventstream ingest (SPEC §9) until Close.
+func (g *Gateway) startIngest(cfg Config) {
+	ctx, cancel := context.WithCancel(context.Background())
+	g.ingest, g.ingDone = cancel, make(chan struct{})
+	go func() {
+		defer close(g.ingDone)
+		err := django.Run(ctx, django.Config{
+			RedisURL: cfg.RedisURL,
+			Prefix:   cfg.RedisPrefix,
+			Channel:  cfg.DjangoIngest,
+			Logger:   g.log,
+			Publish: func(ctx context.Context, ch, typ string, data json.RawMessage) error {
+				_, err := g.PublishBatch(ctx, []Event{{Channel: ch, Event: typ, Data: data}})
+				return err
+			},
+		})
+		if err != nil && ctx.Err() == nil {
+			g.log.Error("django ingest stopped", "err", err)
+		}
+	}()
 }

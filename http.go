@@ -13,13 +13,20 @@ import (
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/problem"
+	"github.com/sluicehq/sluice/routes"
 	"github.com/sluicehq/sluice/stream"
 )
 
 // routes builds the mux of every endpoint, wrapped with CORS and logging.
 // Every error, 404 and 405 included, is a problem+json body (SPEC §4).
-func (g *Gateway) routes(extra func(*http.ServeMux)) http.Handler {
+func (g *Gateway) routes(feature []routes.Route, extra func(*http.ServeMux)) http.Handler {
 	mux := http.NewServeMux()
+	for _, rt := range feature {
+		mux.Handle(rt.Pattern, g.streams.Handler(rt.Resolve))
+	}
+	if h := g.MetricsHandler(); h != nil && g.cfg.MetricsAddr == "" {
+		mux.Handle("/metrics", only(http.MethodGet, h))
+	}
 	mux.Handle("/events", only(http.MethodGet, g.streams.Handler(stream.QueryChannels)))
 	mux.Handle("/publish", only(http.MethodPost, http.HandlerFunc(g.servePublish)))
 	mux.Handle("/tickets", only(http.MethodPost, http.HandlerFunc(g.serveTicket)))
@@ -35,7 +42,7 @@ func (g *Gateway) routes(extra func(*http.ServeMux)) http.Handler {
 	if extra != nil {
 		extra(mux)
 	}
-	return g.cors(g.accessLog(mux))
+	return g.cors(g.limits.Middleware(g.accessLog(mux)))
 }
 
 // only answers 405 with a problem body to methods other than m (and HEAD for
@@ -109,7 +116,7 @@ type statusWriter struct {
 	status int
 }
 
-func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+func (w *statusWriter) WriteHeader(code int)        { w.status = code; w.ResponseWriter.WriteHeader(code) }
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func hashKey(k string) [32]byte { return sha256.Sum256([]byte(k)) }

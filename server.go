@@ -13,6 +13,8 @@ func NewHTTPServer(h http.Handler) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+		// Headers are bounded by the limits middleware, which answers 431
+		// with a problem body; this is only the hard ceiling.
+		MaxHeaderBytes: 1 << 20,
 	}
 }

@@ -49,6 +49,16 @@ func run() error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "broker", cfg.Broker)
+	if h := gw.MetricsHandler(); h != nil && cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return err
+		}
+		msrv := sluice.NewHTTPServer(h)
+		go func() { _ = msrv.Serve(mln) }()
+		defer msrv.Close()
+		log.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	if d, ok := gw.Dev(); ok {
 		sluice.PrintDev(os.Stdout, sluice.BaseURL(ln.Addr().String()), d)
 	}
