@@ -1,0 +1,94 @@
+package sluice
+
+import (
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	c, err := LoadConfig([]string{"--history-size", "7", "--keepalive=3s"},
+		env(map[string]string{"SLUICE_HISTORY_SIZE": "5", "SLUICE_RETRY": "4s", "SLUICE_JWT_SECRET": "x"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HistorySize != 7 || c.KeepAlive != 3*time.Second || c.Retry != 4*time.Second || c.HistoryTTL != time.Hour {
+		t.Fatalf("got %+v", c)
+	}
+	if c.Addr != ":8080" {
+		t.Fatalf("addr %q", c.Addr)
+	}
+	c, err = LoadConfig([]string{"--dev"}, env(nil), io.Discard)
+	if err != nil || c.Addr != "127.0.0.1:8080" || !c.Dev {
+		t.Fatalf("--dev: %v %+v", err, c)
+	}
+}
+
+func TestBadConfigFailsAtStart(t *testing.T) {
+	base := map[string]string{"SLUICE_JWT_SECRET": "x"}
+	cases := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{}, nil, "SLUICE_JWT_SECRET"},
+		{map[string]string{"SLUICE_HISTORY_SIZE": "-1"}, nil, "SLUICE_HISTORY_SIZE"},
+		{map[string]string{"SLUICE_HISTORY_TTL": "1 hour"}, nil, "SLUICE_HISTORY_TTL"},
+		{map[string]string{"SLUICE_BROKER": "kafka"}, nil, "SLUICE_BROKER"},
+		{map[string]string{"SLUICE_BROKER": "redis"}, nil, "SLUICE_REDIS_URL"},
+		{map[string]string{"SLUICE_BROKER": "redis", "SLUICE_REDIS_URL": "http://x"}, nil, "SLUICE_REDIS_URL"},
+		{map[string]string{"SLUICE_LOG_LEVEL": "loud"}, nil, "SLUICE_LOG_LEVEL"},
+		{map[string]string{"SLUICE_MEMBERSHIP": "ldap"}, nil, "SLUICE_MEMBERSHIP"},
+		{map[string]string{"SLUICE_PUBLISH_KEYS": "short"}, nil, "SLUICE_PUBLISH_KEYS"},
+		{map[string]string{"SLUICE_DRAIN_SPREAD": "1s"}, nil, "SLUICE_DRAIN_SPREAD"},
+		{map[string]string{"SLUICE_DJANGO_INGEST": "events_channel"}, nil, "SLUICE_DJANGO_INGEST"},
+		{nil, []string{"--keepalive", "soon"}, "keepalive"},
+		{nil, []string{"stray"}, "stray"},
+	}
+	for _, tc := range cases {
+		m := map[string]string{}
+		if tc.want != "SLUICE_JWT_SECRET" {
+			for k, v := range base {
+				m[k] = v
+			}
+		}
+		for k, v := range tc.env {
+			m[k] = v
+		}
+		_, err := LoadConfig(tc.args, env(m), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: error %v, want one naming %s", tc.env, tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestREADMEConfigTable keeps the README's configuration table in step with
+// the settings Sluice reads.
+func TestREADMEConfigTable(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, s := range settings {
+		def := "none"
+		if s.def != "" {
+			def = "`" + s.def + "`"
+		}
+		row := "| `" + s.env + "` | `--" + s.flagName() + "` |"
+		i := strings.Index(readme, row)
+		if i < 0 {
+			t.Errorf("README has no row for %s", s.env)
+			continue
+		}
+		line := readme[i:]
+		line = line[:strings.IndexByte(line, '\n')]
+		if !strings.HasSuffix(line, "| "+def+" |") {
+			t.Errorf("README row %q: default should be %s", line, def)
+		}
+	}
+}
