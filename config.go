@@ -200,7 +200,7 @@ func DefaultConfig() Config {
 // LoadConfig builds the configuration from the defaults, then the environment
 // (getenv, usually os.Getenv), then the command-line flags in args (without
 // the program name), each overriding the one before. --dev and --help are
-// flags only. Errors name the variable and the value's problem.
+// flags only; usage (nil: nowhere) receives the help text. Errors name the variable and the value's problem.
 func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := DefaultConfig()
 	for _, s := range settings {
@@ -211,6 +211,9 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 		}
 	}
 	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	if usage == nil {
+		usage = io.Discard
+	}
 	fs.SetOutput(usage)
 	addrSet := getenv("SLUICE_ADDR") != ""
 	for _, s := range settings {
@@ -219,7 +222,10 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 			if s.env == "SLUICE_ADDR" {
 				addrSet = true
 			}
-			return s.set(&c, v)
+			if err := s.set(&c, v); err != nil {
+				return fmt.Errorf("%s: %w", s.env, err)
+			}
+			return nil
 		})
 	}
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: generated secret, demo tenant and user, printed token and curls, demo page at /")
