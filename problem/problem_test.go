@@ -57,7 +57,6 @@ func TestWriteError(t *testing.T) {
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
-
 func ExampleWrite() {
 	w := httptest.NewRecorder()
 	problem.Write(w, problem.New(http.StatusForbidden, problem.CodeForeignTenant, "channel 1 belongs to another tenant"))
