@@ -1,0 +1,678 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/valkey-io/valkey-go"
+)
+
+const (
+	jwtSecret  = "e2e-secret-0123456789abcdef0123456789"
+	publishKey = "e2e-publisher-key-0123456789"
+	tenant     = "3f1c2a9e-8d4b-4c1e-9a7f-0b5e6d7c8a91"
+)
+
+// binDir holds the sluice binary, built once per run by sluiceBinary.
+var (
+	binDir   string
+	binOnce  sync.Once
+	binPath  string
+	binError error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// sluiceBinary builds cmd/sluice once per test run and returns its path.
+func sluiceBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binError = os.MkdirTemp("", "sluice-e2e-")
+		if binError != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "sluice")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/sluicehq/sluice/cmd/sluice").CombinedOutput()
+		if err != nil {
+			binError = fmt.Errorf("go build ./cmd/sluice: %v\n%s", err, out)
+		}
+	})
+	if binError != nil {
+		t.Fatal(binError)
+	}
+	return binPath
+}
+
+// redisURL returns the shared Redis of the tests, or skips.
+func redisURL(t *testing.T) string {
+	u := os.Getenv("SLUICE_TEST_REDIS_URL")
+	if u == "" {
+		t.Skip("set SLUICE_TEST_REDIS_URL=redis://127.0.0.1:6379/9 to run the multi-process tests against Redis")
+	}
+	return u
+}
+
+func random() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// redisClient returns a plain client of url, closed at cleanup.
+func redisClient(t *testing.T, u string) valkey.Client {
+	t.Helper()
+	opt, err := valkey.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DisableCache = true
+	c, err := valkey.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// deleteKeys deletes every key under prefix and reports how many there were.
+func deleteKeys(t *testing.T, c valkey.Client, prefix string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var cursor uint64
+	n := 0
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			t.Errorf("scan %s*: %v", prefix, err)
+			return n
+		}
+		if len(e.Elements) > 0 {
+			n += len(e.Elements)
+			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
+				t.Errorf("unlink: %v", err)
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return n
+		}
+	}
+}
+
+// deployment is the shared settings of the instances of one test: a Redis
+// prefix of the test's own, whose keys are deleted at cleanup.
+type deployment struct {
+	t      *testing.T
+	url    string // Redis
+	prefix string
+	env    map[string]string
+}
+
+func newDeployment(t *testing.T, redis string, env map[string]string) *deployment {
+	d := &deployment{t: t, url: redis, prefix: "sluicetest:" + random() + ":", env: map[string]string{}}
+	c := redisClient(t, redis)
+	// Registered first, so it runs after the processes are stopped.
+	t.Cleanup(func() { deleteKeys(t, c, d.prefix) })
+	d.env["SLUICE_BROKER"] = "redis"
+	d.env["SLUICE_REDIS_URL"] = redis
+	d.env["SLUICE_REDIS_PREFIX"] = d.prefix
+	for k, v := range env {
+		d.env[k] = v
+	}
+	return d
+}
+
+func (d *deployment) start(name string) *proc { return startSluice(d.t, name, d.env) }
+
+// proc is a running sluice process.
+type proc struct {
+	t    *testing.T
+	name string
+	url  string // http://127.0.0.1:<port>
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{} // closed when the process has exited
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startSluice starts the sluice binary with env (plus the tests' secret,
+// publisher key and a free port) and waits until /healthz answers. The
+// process is killed, by its PID, at cleanup if it still runs.
+func startSluice(t *testing.T, name string, env map[string]string) *proc {
+	t.Helper()
+	bin := sluiceBinary(t)
+	for attempt := 0; ; attempt++ {
+		port := freePort(t)
+		p := &proc{t: t, name: name, url: "http://127.0.0.1:" + strconv.Itoa(port), logs: &syncBuffer{}, done: make(chan struct{})}
+		vars := map[string]string{
+			"SLUICE_ADDR":         "127.0.0.1:" + strconv.Itoa(port),
+			"SLUICE_JWT_SECRET":   jwtSecret,
+			"SLUICE_PUBLISH_KEYS": publishKey,
+			"SLUICE_LOG_LEVEL":    "debug",
+		}
+		for k, v := range env {
+			vars[k] = v
+		}
+		p.cmd = exec.Command(bin)
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "SLUICE_") {
+				p.cmd.Env = append(p.cmd.Env, kv)
+			}
+		}
+		for k, v := range vars {
+			p.cmd.Env = append(p.cmd.Env, k+"="+v)
+		}
+		p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+		if err := p.cmd.Start(); err != nil {
+			t.Fatalf("%s: start: %v", name, err)
+		}
+		go func() { _ = p.cmd.Wait(); close(p.done) }()
+		t.Cleanup(p.cleanup)
+		err := p.waitHealthy(15 * time.Second)
+		if err == nil {
+			return p
+		}
+		if attempt < 3 && strings.Contains(p.logs.String(), "address already in use") {
+			continue // the port was taken in between; try another
+		}
+		t.Fatalf("%s: %v\nlogs:\n%s", name, err, p.logs.String())
+	}
+}
+
+func (p *proc) waitHealthy(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			return fmt.Errorf("exited during start (%v)", p.cmd.ProcessState)
+		default:
+		}
+		if st, _, _ := p.get("/healthz"); st == http.StatusOK {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("/healthz did not answer within %v", d)
+}
+
+func (p *proc) cleanup() {
+	if p.running() {
+		_ = p.cmd.Process.Kill()
+	}
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.t.Errorf("%s (pid %d) did not exit after SIGKILL", p.name, p.cmd.Process.Pid)
+	}
+	if p.t.Failed() {
+		logs := p.logs.String()
+		if len(logs) > 16<<10 {
+			logs = "…" + logs[len(logs)-16<<10:]
+		}
+		p.t.Logf("logs of %s:\n%s", p.name, logs)
+	}
+}
+
+func (p *proc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// signal sends sig to the process, by its PID.
+func (p *proc) signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("%s: signal %v to pid %d: %v", p.name, sig, p.cmd.Process.Pid, err)
+	}
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(d time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		p.t.Fatalf("%s did not exit within %v", p.name, d)
+		return -1
+	}
+}
+
+var apiClient = &http.Client{Timeout: 10 * time.Second}
+
+// get returns the status and problem code (if any) of GET path.
+func (p *proc) get(path string) (int, string, error) {
+	resp, err := apiClient.Get(p.url + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Code string `json:"code"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body)
+	return resp.StatusCode, body.Code, nil
+}
+
+// publish posts one event and returns the status, the event's id (200) or
+// the problem code.
+func (p *proc) publish(ch, typ string, data any) (int, string) {
+	p.t.Helper()
+	return p.publishBody(map[string]any{"channel": ch, "event": typ, "data": data})
+}
+
+func (p *proc) publishBody(body any) (int, string) {
+	p.t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, p.url+"/publish", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+publishKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var reply struct {
+		IDs  []string `json:"ids"`
+		Code string   `json:"code"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&reply)
+	if resp.StatusCode == http.StatusOK && len(reply.IDs) > 0 {
+		return resp.StatusCode, reply.IDs[0]
+	}
+	return resp.StatusCode, reply.Code
+}
+
+// mustPublish publishes and fails the test unless the publish is
+// acknowledged.
+func (p *proc) mustPublish(ch, typ string, data any) {
+	p.t.Helper()
+	if st, s := p.publish(ch, typ, data); st != http.StatusOK {
+		p.t.Fatalf("%s: publish to %s: %d %s", p.name, ch, st, s)
+	}
+}
+
+func token(t *testing.T, user string) string {
+	t.Helper()
+	now := time.Now()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": user, "tenant_id": tenant, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+	}).SignedString([]byte(jwtSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// newChannel returns a channel name of the tests' tenant.
+func newChannel(feature string) string {
+	return feature + ":" + tenant + ":" + random()
+}
+
+// block is one block of an event stream, as sent: fields and comments
+// until a blank line.
+type block struct {
+	ID, Event, Data, Retry string
+	HasID                  bool
+	Comments               []string
+}
+
+func (b block) keepAlive() bool {
+	return b.Event == "" && b.Data == "" && b.Retry == "" && !b.HasID && len(b.Comments) > 0
+}
+
+func (b block) String() string {
+	return fmt.Sprintf("{id:%q event:%q data:%q retry:%q comments:%q}", b.ID, b.Event, b.Data, b.Retry, b.Comments)
+}
+
+// sseStream is an open GET /events response read block by block.
+type sseStream struct {
+	t      *testing.T
+	name   string
+	status int
+	header http.Header
+	blocks chan block // closed at the end of the response
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	err    error // why the response ended
+	lastID string
+}
+
+var streamClient = &http.Client{Transport: &http.Transport{DisableCompression: true}}
+
+// open opens a stream on channels at p, resuming from cursor when it is not
+// empty. It fails the test unless the answer is 200 text/event-stream.
+func (p *proc) open(name string, cursor string, channels ...string) *sseStream {
+	p.t.Helper()
+	q := url.Values{"channel": channels}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/events?"+q.Encode(), nil)
+	req.Header.Set("Authorization", "Bearer "+token(p.t, "user-1"))
+	if cursor != "" {
+		req.Header.Set("Last-Event-ID", cursor)
+	}
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	rc := make(chan result, 1)
+	go func() {
+		resp, err := streamClient.Do(req)
+		rc <- result{resp, err}
+	}()
+	var r result
+	select {
+	case r = <-rc:
+	case <-time.After(10 * time.Second):
+		cancel()
+		p.t.Fatalf("%s: GET /events on %s: no answer within 10 s", name, p.name)
+	}
+	if r.err != nil {
+		cancel()
+		p.t.Fatalf("%s: GET /events on %s: %v", name, p.name, r.err)
+	}
+	s := &sseStream{t: p.t, name: name, status: r.resp.StatusCode, header: r.resp.Header, blocks: make(chan block, 1<<16), cancel: cancel}
+	p.t.Cleanup(func() { cancel() })
+	if s.status != http.StatusOK || !strings.HasPrefix(s.header.Get("Content-Type"), "text/event-stream") {
+		b, _ := io.ReadAll(io.LimitReader(r.resp.Body, 4096))
+		r.resp.Body.Close()
+		p.t.Fatalf("%s: GET /events on %s: %d %s %s", name, p.name, s.status, s.header.Get("Content-Type"), b)
+	}
+	go s.read(r.resp.Body)
+	return s
+}
+
+func (s *sseStream) read(body io.ReadCloser) {
+	defer body.Close()
+	defer close(s.blocks)
+	br := bufio.NewReaderSize(body, 1<<16)
+	var b block
+	empty := true
+	var data []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
+			return
+		}
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		if line == "" {
+			if !empty {
+				b.Data = strings.Join(data, "\n")
+				s.blocks <- b
+			}
+			b, data, empty = block{}, nil, true
+			continue
+		}
+		empty = false
+		if c, ok := strings.CutPrefix(line, ":"); ok {
+			b.Comments = append(b.Comments, strings.TrimPrefix(c, " "))
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "id":
+			b.ID, b.HasID = value, true
+		case "event":
+			b.Event = value
+		case "data":
+			data = append(data, value)
+		case "retry":
+			b.Retry = value
+		}
+	}
+}
+
+// close ends the stream from the client's side.
+func (s *sseStream) close() { s.cancel() }
+
+// next returns the next block, or fails the test after d or at the end of
+// the response.
+func (s *sseStream) next(d time.Duration) block {
+	s.t.Helper()
+	b, ok := s.tryNext(d)
+	if !ok {
+		s.t.Fatalf("%s: no block within %v (response ended: %v)", s.name, d, s.ended())
+	}
+	return b
+}
+
+// tryNext returns the next block; false after d or at the end of the
+// response.
+func (s *sseStream) tryNext(d time.Duration) (block, bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case b, ok := <-s.blocks:
+		if ok && b.HasID {
+			s.lastID = b.ID
+		}
+		return b, ok
+	case <-t.C:
+		return block{}, false
+	}
+}
+
+// ended returns why the response ended, nil while it is open.
+func (s *sseStream) ended() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// nextEvent returns the next block that is not a keep-alive.
+func (s *sseStream) nextEvent(d time.Duration) block {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		b := s.next(time.Until(deadline))
+		if !b.keepAlive() {
+			return b
+		}
+	}
+}
+
+// expectOpen reads the first block, which must be stream-open with a retry
+// and a cursor, and returns it.
+func (s *sseStream) expectOpen() block {
+	s.t.Helper()
+	b := s.next(10 * time.Second)
+	if b.Event != "stream-open" || !b.HasID || b.ID == "" || b.Retry == "" {
+		s.t.Fatalf("%s: first block %v, want stream-open with id and retry", s.name, b)
+	}
+	return b
+}
+
+// expectReset reads the block after stream-open, which must be
+// stream-reset, and returns its reason.
+func (s *sseStream) expectReset() string {
+	s.t.Helper()
+	b := s.nextEvent(10 * time.Second)
+	var r struct {
+		Reason string `json:"reason"`
+	}
+	if b.Event != "stream-reset" || b.HasID || json.Unmarshal([]byte(b.Data), &r) != nil || r.Reason == "" {
+		s.t.Fatalf("%s: block %v, want stream-reset with a reason and no id", s.name, b)
+	}
+	return r.Reason
+}
+
+// events reads n events (keep-alives skipped), failing on any stream-* block.
+func (s *sseStream) events(n int, d time.Duration) []block {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	out := make([]block, 0, n)
+	for len(out) < n {
+		b := s.nextEvent(time.Until(deadline))
+		if strings.HasPrefix(b.Event, "stream-") {
+			s.t.Fatalf("%s: %v after %d of %d events", s.name, b, len(out), n)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// quiet checks that no event arrives within d (keep-alives allowed).
+func (s *sseStream) quiet(d time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		b, ok := s.tryNext(time.Until(deadline))
+		if !ok {
+			if err := s.ended(); err != nil {
+				s.t.Fatalf("%s: response ended: %v", s.name, err)
+			}
+			return
+		}
+		if !b.keepAlive() {
+			s.t.Fatalf("%s: unexpected %v", s.name, b)
+		}
+	}
+}
+
+// eventually polls cond every 20 ms until it holds, failing the test after d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// seqs returns the n of events whose data is {"n": <n>}.
+func seqs(t *testing.T, bs []block) []int {
+	t.Helper()
+	out := make([]int, len(bs))
+	for i, b := range bs {
+		var v struct {
+			N *int `json:"n"`
+		}
+		if err := json.Unmarshal([]byte(b.Data), &v); err != nil || v.N == nil {
+			t.Fatalf("event %v: data is not {\"n\": …}", b)
+		}
+		out[i] = *v.N
+	}
+	return out
+}
+
+// redisServer is a redis-server of the test's own, without persistence.
+type redisServer struct {
+	t    *testing.T
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startRedisServer starts redis-server on port; it is killed at cleanup.
+func startRedisServer(t *testing.T, port int) *redisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not on PATH; the Redis restart test needs it")
+	}
+	r := &redisServer{t: t, port: port}
+	t.Cleanup(r.stop)
+	r.start()
+	return r
+}
+
+// start starts the server (again) and waits until it answers PING.
+func (r *redisServer) start() {
+	r.t.Helper()
+	r.done = make(chan struct{})
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.t.TempDir())
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("redis-server: %v", err)
+	}
+	done := r.done
+	go func() { _ = r.cmd.Wait(); close(done) }()
+	eventually(r.t, 10*time.Second, "redis-server answers PING", func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(r.port), time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		_, _ = c.Write([]byte("PING\r\n"))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return line == "+PONG\r\n"
+	})
+}
+
+// stop kills the server by its PID and waits for it to exit.
+func (r *redisServer) stop() {
+	select {
+	case <-r.done:
+		return
+	default:
+	}
+	_ = r.cmd.Process.Kill()
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		r.t.Errorf("redis-server (pid %d) did not exit", r.cmd.Process.Pid)
+	}
+}
