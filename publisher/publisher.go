@@ -7,7 +7,7 @@
 //	id, err := pub.Publish(ctx, "scan-progress:"+tenant+":"+scanID, "scan.progress", map[string]int{"percent": 40})
 //
 // Requests refused for a reason that may pass (503 while the broker is
-// unavailable or the gateway drains, 429, 502, 504, a network error) are
+// unavailable, 429, 502, 504, a network error) are
 // retried with exponential backoff and jitter. Delivery is therefore at least
 // once: when a request reached the gateway but its reply was lost, the retry
 // publishes the events again and subscribers see them twice. Give events an
@@ -47,8 +47,11 @@ type Event struct {
 // Error is a refusal from the gateway: an RFC 9457 problem body, or what the
 // client could make of a reply that was not one.
 type Error struct {
-	Status int    // HTTP status, e.g. 400
-	Code   string // machine code, e.g. "malformed_channel"; see the constants
+	Status int // HTTP status, e.g. 400
+	// Code is the problem's machine code, e.g. "malformed_channel" (see the
+	// constants), or "http_<status>" for a reply that was not a problem
+	// body (e.g. a 502 from a proxy).
+	Code   string
 	Title  string // the status text
 	Detail string // human-readable explanation
 }
@@ -77,9 +80,8 @@ const (
 	CodeEventTooLarge     = "event_too_large"     // 413: data above SLUICE_MAX_EVENT_BYTES
 	CodeBatchTooLarge     = "batch_too_large"     // 413: more than 1000 events
 	CodeBodyTooLarge      = "body_too_large"      // 413: body above SLUICE_MAX_BODY_BYTES
-	CodeRateLimited       = "rate_limited"        // 429
-	CodeBrokerUnavailable = "broker_unavailable"  // 503: retry later
-	CodeDraining          = "draining"            // 503: the instance is shutting down
+	CodeRateLimited       = "rate_limited"        // 429: a rate limit; retry later
+	CodeBrokerUnavailable = "broker_unavailable"  // 503: the broker is unreachable; retry later
 )
 
 // Client publishes to one gateway. It is safe for concurrent use.
