@@ -78,7 +78,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // closes it on Close.
 func WithBroker(b broker.Broker) Option { return func(o *options) { o.broker = b } }
 
-// WithMetrics sets the metrics recorder (default: no metrics).
+// WithMetrics sets the metrics recorder (default: Prometheus collectors,
+// served by MetricsHandler).
 func WithMetrics(m metrics.Recorder) Option { return func(o *options) { o.metrics = m } }
 
 // WithMembership uses m as the membership source instead of the one

@@ -3,6 +3,7 @@ package sluice
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -32,6 +33,7 @@ func (g *Gateway) routes(feature []routes.Route, extra func(*http.ServeMux)) htt
 	mux.Handle("/tickets", only(http.MethodPost, http.HandlerFunc(g.serveTicket)))
 	mux.Handle("/revoke", only(http.MethodPost, http.HandlerFunc(g.serveRevoke)))
 	mux.Handle("/healthz", only(http.MethodGet, http.HandlerFunc(g.serveHealth)))
+	mux.Handle("/sluice.js", only(http.MethodGet, http.HandlerFunc(serveSluiceJS)))
 	mux.Handle("/readyz", only(http.MethodGet, http.HandlerFunc(g.serveReady)))
 	if g.dev != nil {
 		mux.Handle("/{$}", only(http.MethodGet, http.HandlerFunc(g.dev.serveDemo)))
@@ -118,6 +120,18 @@ type statusWriter struct {
 
 func (w *statusWriter) WriteHeader(code int)        { w.status = code; w.ResponseWriter.WriteHeader(code) }
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+//go:embed web/sluice.js
+var sluiceJS []byte
+
+// serveSluiceJS serves the browser helper (docs/client.md).
+func serveSluiceJS(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/javascript; charset=utf-8")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(sluiceJS)
+}
 
 func hashKey(k string) [32]byte { return sha256.Sum256([]byte(k)) }
 

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 
+	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/problem"
@@ -57,6 +59,11 @@ func (g *Gateway) PublishBatch(ctx context.Context, evs []Event) ([]event.Positi
 	}
 	pos, err := g.broker.Publish(ctx, msgs)
 	if err != nil {
+		code := problem.CodeInternal
+		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrClosed) {
+			code = problem.CodeBrokerUnavailable
+		}
+		g.metrics.PublishRefused(code)
 		return nil, err
 	}
 	g.metrics.Published(len(msgs))
