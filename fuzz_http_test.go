@@ -1,0 +1,235 @@
+package sluice_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/channel"
+)
+
+// fuzzGateway is a gateway driven in-process through its Handler, with the
+// connection limits out of the way so that a fuzzer's thousands of requests
+// from one address reach the code behind them.
+func fuzzGateway(f *testing.F, mutate func(*sluice.Config)) *sluice.Gateway {
+	f.Helper()
+	cfg := sluice.DefaultConfig()
+	cfg.JWTSecret = testSecret
+	cfg.PublishKeys = []string{testPublishKey}
+	cfg.HistorySize = 8
+	cfg.ConnRate = 1e12
+	cfg.ConnBurst = 1 << 30
+	cfg.MaxStreamsPerUser = 1 << 30
+	cfg.MaxStreamsPerTenant = 1 << 30
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	gw, err := sluice.New(context.Background(), cfg, sluice.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = gw.Close() })
+	return gw
+}
+
+// checkProblem checks that a non-200 reply is a complete problem+json body.
+func checkProblem(t *testing.T, w *httptest.ResponseRecorder) {
+	t.Helper()
+	if ct := w.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("status %d with Content-Type %q: %q", w.Code, ct, w.Body.Bytes())
+	}
+	var p struct {
+		Status int
+		Code   string
+		Title  string
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &p); err != nil || p.Code == "" || p.Title == "" || p.Status != w.Code {
+		t.Fatalf("status %d, incomplete problem %q (%v)", w.Code, w.Body.Bytes(), err)
+	}
+	if w.Code == http.StatusUnauthorized && !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), `Bearer realm="sluice"`) {
+		t.Fatalf("401 without its challenge: %q", w.Header().Get("WWW-Authenticate"))
+	}
+}
+
+// flushCancels ends the request's context at the stream's first flush, so
+// that a stream that opens returns at once.
+type flushCancels struct {
+	*httptest.ResponseRecorder
+	cancel context.CancelFunc
+}
+
+func (w flushCancels) Flush() {
+	w.ResponseRecorder.Flush()
+	w.cancel()
+}
+
+// FuzzEventsRequest sends arbitrary query strings and credential headers to
+// GET /events: the handler never panics, every refusal is a problem+json
+// body with a code, no reply echoes a token, and a stream opens only for a
+// valid token of the channels' tenant.
+func FuzzEventsRequest(f *testing.F) {
+	gw := fuzzGateway(f, nil)
+	h := gw.Handler()
+	tokA := token(f, "u1", tenantA, 24*time.Hour, nil)
+	tokB := token(f, "u2", tenantB, 24*time.Hour, nil)
+	expired := token(f, "u1", tenantA, -time.Hour, nil)
+	valid := map[string]string{tokA: tenantA, tokB: tenantB}
+	chA := chanName("doc", tenantA, "1")
+	chB := chanName("doc", tenantB, "1")
+
+	for _, s := range []struct{ q, authz, last, origin string }{
+		{"channel=" + chA + "&access_token=" + tokA, "", "", ""},
+		{"channel=" + chA, "Bearer " + tokA, "", "https://app.example"},
+		{"channel=" + chB, "Bearer " + tokA, "", ""},
+		{"channel=" + chA + "&channel=" + chB + "&access_token=" + tokB, "", "", ""},
+		{"channel=" + chB + "&channel=" + chB, "bearer  " + tokB, "", ""},
+		{"channel=" + chA + "&access_token=" + tokA + "&ticket=abc", "", "", ""},
+		{"channel=" + chA + "&ticket=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "", "", ""},
+		{"channel=" + chA + "&access_token=" + expired, "", "", ""},
+		{"channel=" + chA, "Api-Key sk_0123456789", "", ""},
+		{"channel=" + chA + "&lastEventId=x.y.z", "Bearer " + tokA, "", ""},
+		{"channel=" + chA, "Bearer " + tokA, "AAAA.BBBB", ""},
+		{"channel=scan%3A" + tenantA + "%3A1;access_token=" + tokA, "", "", ""},
+		{"channel=a:b:c&channel=&channel=%00", "Bearer x", "\r\n", ""},
+		{"", "", "", ""},
+		{"%zz&&==;;", "Bearer", "", "null"},
+	} {
+		f.Add(s.q, s.authz, s.last, s.origin)
+	}
+	f.Fuzz(func(t *testing.T, rawQuery, authz, lastEventID, origin string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		req := &http.Request{
+			Method: http.MethodGet, URL: &url.URL{Path: "/events", RawQuery: rawQuery},
+			RequestURI: "/events?" + rawQuery, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{}, Host: "sluice.test", RemoteAddr: "192.0.2.1:1234", Body: http.NoBody,
+		}
+		for k, v := range map[string]string{"Authorization": authz, "Last-Event-ID": lastEventID, "Origin": origin} {
+			if v != "" {
+				req.Header.Set(k, v)
+			}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(flushCancels{rec, cancel}, req.WithContext(ctx))
+
+		for tok := range valid {
+			if bytes.Contains(rec.Body.Bytes(), []byte(tok)) {
+				t.Fatalf("a reply echoes a token: %q", rec.Body.Bytes())
+			}
+		}
+		if rec.Code != http.StatusOK {
+			checkProblem(t, rec)
+			return
+		}
+		body := rec.Body.String()
+		if !strings.HasPrefix(body, "retry: ") || !strings.Contains(body, "\nevent: stream-open\n") {
+			t.Fatalf("200 without a stream-open block: %q", body)
+		}
+		// Which valid tokens did the request hold, anywhere?
+		held := map[string]bool{}
+		vals, _ := url.ParseQuery(rawQuery)
+		where := authz + "\n" + rawQuery
+		for _, vs := range vals {
+			where += "\n" + strings.Join(vs, "\n")
+		}
+		for tok, tn := range valid {
+			if strings.Contains(where, tok) {
+				held[tn] = true
+			}
+		}
+		_, rest, _ := strings.Cut(body, "\nevent: stream-open\ndata: ")
+		line, _, _ := strings.Cut(rest, "\n")
+		var open struct{ Channels []string }
+		if err := json.Unmarshal([]byte(line), &open); err != nil || len(open.Channels) == 0 {
+			t.Fatalf("stream-open data %q", line)
+		}
+		for _, c := range open.Channels {
+			n, err := channel.Parse(c)
+			if err != nil {
+				t.Fatalf("stream-open names an invalid channel %q", c)
+			}
+			if !held[n.Tenant()] {
+				t.Fatalf("a stream of tenant %s opened without a valid token of it (query %q, Authorization %q)", n.Tenant(), rawQuery, authz)
+			}
+		}
+		if len(held) > 1 {
+			first := must(channel.Parse(open.Channels[0])).Tenant()
+			for _, c := range open.Channels {
+				if must(channel.Parse(c)).Tenant() != first {
+					t.Fatalf("one stream holds channels of two tenants: %v", open.Channels)
+				}
+			}
+		}
+	})
+}
+
+// FuzzPublishRequest sends arbitrary bodies and Authorization headers to
+// POST /publish: the handler never panics, every refusal is a problem+json
+// body with a code, and a 200 needs the publisher key and carries one id per
+// event sent.
+func FuzzPublishRequest(f *testing.F) {
+	gw := fuzzGateway(f, func(c *sluice.Config) { c.MaxEventBytes = 256; c.MaxBodyBytes = 4096 })
+	h := gw.Handler()
+	ch := chanName("doc", tenantA, "1")
+	key := "Bearer " + testPublishKey
+	for _, s := range []struct{ body, authz, ctype string }{
+		{`{"channel":"` + ch + `","event":"doc.updated","data":{"a":1}}`, key, "application/json"},
+		{`{"events":[{"channel":"` + ch + `","event":"doc.updated","data":1},{"channel":"` + ch + `","event":"doc.deleted","data":null}]}`, key, ""},
+		{`{"events":[]}`, key, ""},
+		{`{"events":null}`, key, ""},
+		{`{"channel":"` + ch + `","event":"stream-open","data":1}`, key, ""},
+		{`{"channel":"` + ch + `","event":"doc.updated","data":"` + strings.Repeat("x", 300) + `"}`, key, ""},
+		{`{"channel":"` + ch + `","event":"doc.updated","data":1,"events":[]}`, key, ""},
+		{`{"channel":"` + ch + `","event":"doc.updated","data":1}{}`, key, ""},
+		{`{"channel":"x","event":"doc.updated","data":1,"extra":true}`, key, "text/plain"},
+		{`{"channel":"` + ch + `","event":"doc.updated","data":1}`, "Bearer wrong-key-0123456789", ""},
+		{`{"channel":"` + ch + `","event":"doc.updated","data":1}`, "", ""},
+		{`{"channel":"` + ch + `","event":"doc.updated","data":1}`, "bearer " + testPublishKey, ""},
+		{`[`, key, ""},
+		{``, key, ""},
+	} {
+		f.Add([]byte(s.body), s.authz, s.ctype)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, authz, ctype string) {
+		req := httptest.NewRequest(http.MethodPost, "/publish", bytes.NewReader(body))
+		req.RemoteAddr = "192.0.2.1:1234"
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if bytes.Contains(rec.Body.Bytes(), []byte(testPublishKey)) {
+			t.Fatalf("a reply echoes the publisher key: %q", rec.Body.Bytes())
+		}
+		if rec.Code != http.StatusOK {
+			checkProblem(t, rec)
+			return
+		}
+		if !strings.Contains(authz, testPublishKey) {
+			t.Fatalf("published with Authorization %q", authz)
+		}
+		var sent struct {
+			Events *[]json.RawMessage `json:"events"`
+		}
+		n := 1
+		if err := json.Unmarshal(body, &sent); err == nil && sent.Events != nil {
+			n = len(*sent.Events)
+		}
+		var reply struct{ IDs []string }
+		if err := json.NewDecoder(io.LimitReader(rec.Body, 1<<20)).Decode(&reply); err != nil || len(reply.IDs) != n {
+			t.Fatalf("200 reply %q for %d events (%v)", rec.Body.Bytes(), n, err)
+		}
+	})
+}
