@@ -427,3 +427,32 @@ func TestLoadPatterns(t *testing.T) {
 		t.Fatalf("routes %+v", rs)
 	}
 }
+
+// TestGuideRoutesFile loads the routes file docs/guide.md shows and serves
+// its second route through a gateway.
+func TestGuideRoutesFile(t *testing.T) {
+	raw, err := os.ReadFile("testdata/routes.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := routes.Load("testdata/routes.json", routes.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 || rs[0].Pattern != "GET /api/v1/scans/{id}/events" || rs[1].Pattern != "GET /api/v1/projects/{project}/docs/{doc}/events" {
+		t.Fatalf("routes %+v", rs)
+	}
+	_, srv := gateway(t, string(raw))
+	st, evs, p := get(t, srv.URL+"/api/v1/projects/p1/docs/readme/events", token(t, "u1", tenantA))
+	if st != http.StatusOK {
+		t.Fatalf("status %d %v", st, p)
+	}
+	open := next(t, evs, "stream-open")
+	for _, ch := range []string{"doc:" + tenantA + ":p1.readme", "project:" + tenantA + ":p1"} {
+		if !strings.Contains(open.Data, ch) {
+			t.Fatalf("stream-open %s lacks %s", open.Data, ch)
+		}
+	}
+	publish(t, srv.URL, "project:"+tenantA+":p1", "project.renamed", map[string]string{"name": "P1"})
+	next(t, evs, "project.renamed")
+}
