@@ -67,7 +67,7 @@ type options struct {
 	broker     broker.Broker
 	metrics    metrics.Recorder
 	membership tenant.Membership
-	extra      func(mux *http.ServeMux)
+	extra      func(g *Gateway, mux *http.ServeMux)
 }
 
 // WithLogger sets the logger (default: built from LogLevel and LogFormat, on
@@ -86,9 +86,12 @@ func WithMetrics(m metrics.Recorder) Option { return func(o *options) { o.metric
 // Config.Membership names: the hook for a library user's own source (SPEC §3).
 func WithMembership(m tenant.Membership) Option { return func(o *options) { o.membership = m } }
 
-// WithRoutes lets the caller add routes to the gateway's mux before it is
-// wrapped with CORS and logging (e.g. feature endpoints built with Stream).
-func WithRoutes(f func(mux *http.ServeMux)) Option { return func(o *options) { o.extra = f } }
+// WithRoutes lets the caller add routes to the gateway's mux, inside its CORS,
+// limits and logging, e.g. feature endpoints built with g.Stream. f runs once,
+// in New; a route that conflicts with the gateway's own makes New fail.
+func WithRoutes(f func(g *Gateway, mux *http.ServeMux)) Option {
+	return func(o *options) { o.extra = f }
+}
 
 // New validates cfg and builds a Gateway. Configuration mistakes are reported
 // here, never at a first request.
@@ -221,7 +224,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 			return nil, fmt.Errorf("SLUICE_ROUTES_FILE: %w", err)
 		}
 	}
-	g.handler = g.routes(feature, o.extra)
+	if g.handler, err = g.routes(feature, o.extra); err != nil {
+		return nil, err
+	}
 	if cfg.DjangoIngest != "" {
 		g.startIngest(cfg)
 	}

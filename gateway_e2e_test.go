@@ -261,10 +261,9 @@ func TestDrain(t *testing.T) {
 // resource up and applies its own rules; the gateway does the rest.
 func TestLibraryStream(t *testing.T) {
 	scans := map[string]string{"42": tenantA} // scan id → tenant
-	var gw *sluice.Gateway
-	e := newEnv(t, nil, sluice.WithRoutes(func(mux *http.ServeMux) {
-		mux.Handle("GET /api/v1/scans/{id}/events", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			gw.Stream(func(r *http.Request, p auth.Principal) ([]channel.Name, error) {
+	e := newEnv(t, nil, sluice.WithRoutes(func(gw *sluice.Gateway, mux *http.ServeMux) {
+		mux.Handle("GET /api/v1/scans/{id}/events", gw.Stream(
+			func(r *http.Request, p auth.Principal) ([]channel.Name, error) {
 				id := r.PathValue("id")
 				if scans[id] != p.Tenant {
 					return nil, problem.New(http.StatusNotFound, problem.CodeNotFound, "no such scan")
@@ -276,10 +275,9 @@ func TestLibraryStream(t *testing.T) {
 					return nil, errors.New("store down")
 				}
 				return []channel.Name{channel.MustMake("scan-progress", p.Tenant, id)}, nil
-			}).ServeHTTP(w, r)
-		}))
+			}))
 	}))
-	gw = e.gw
+	gw := e.gw
 	u := e.srv.URL + "/api/v1/scans/42/events"
 	s := open(t, u, bearer(token(t, "u1", tenantA, time.Hour, nil)))
 	s.expect("stream-open")
@@ -304,6 +302,21 @@ func TestLibraryStream(t *testing.T) {
 		if s, resp := tryOpen(t, u, h); s != nil || resp.StatusCode != tc.status {
 			t.Fatalf("want %d, got %d", tc.status, resp.StatusCode)
 		}
+	}
+	// Other methods get a problem too.
+	resp, _ := http.Post(u, "application/json", nil)
+	if resp.StatusCode != 405 && resp.StatusCode != 404 {
+		t.Fatalf("POST to a stream route: %d", resp.StatusCode)
+	}
+	problemOf(t, resp)
+	// A route conflicting with the gateway's own is an error of New.
+	cfg := sluice.DefaultConfig()
+	cfg.JWTSecret = testSecret
+	_, err := sluice.New(context.Background(), cfg, sluice.WithRoutes(func(g *sluice.Gateway, mux *http.ServeMux) {
+		mux.Handle("/events", http.NotFoundHandler())
+	}))
+	if err == nil {
+		t.Fatal("a conflicting route was accepted")
 	}
 	// The in-process publish validates like POST /publish.
 	if _, err := gw.Publish(context.Background(), channel.MustMake("scan-progress", tenantA, "42"), "stream-open", 1); err == nil {

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -20,10 +21,12 @@ import (
 
 // routes builds the mux of every endpoint, wrapped with CORS and logging.
 // Every error, 404 and 405 included, is a problem+json body (SPEC §4).
-func (g *Gateway) routes(feature []routes.Route, extra func(*http.ServeMux)) http.Handler {
+func (g *Gateway) routes(feature []routes.Route, extra func(*Gateway, *http.ServeMux)) (h http.Handler, err error) {
 	mux := http.NewServeMux()
 	for _, rt := range feature {
-		mux.Handle(rt.Pattern, g.streams.Handler(rt.Resolve))
+		// Patterns are "GET <path>"; mounting the path for every method
+		// lets other methods get a 405 problem rather than the 404 below.
+		mux.Handle(strings.TrimPrefix(rt.Pattern, "GET "), only(http.MethodGet, g.streams.Handler(rt.Resolve)))
 	}
 	if h := g.MetricsHandler(); h != nil && g.cfg.MetricsAddr == "" {
 		mux.Handle("/metrics", only(http.MethodGet, h))
@@ -42,9 +45,14 @@ func (g *Gateway) routes(feature []routes.Route, extra func(*http.ServeMux)) htt
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeNotFound, "no such endpoint"))
 	})
 	if extra != nil {
-		extra(mux)
+		defer func() { // ServeMux panics on conflicting patterns
+			if r := recover(); r != nil {
+				h, err = nil, fmt.Errorf("WithRoutes: %v", r)
+			}
+		}()
+		extra(g, mux)
 	}
-	return g.cors(g.limits.Middleware(g.accessLog(mux)))
+	return g.cors(g.limits.Middleware(g.accessLog(mux))), nil
 }
 
 // only answers 405 with a problem body to methods other than m (and HEAD for
