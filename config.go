@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -48,12 +49,13 @@ type Config struct {
 	WriteTimeout    time.Duration // one write to a stream may take at most (10s)
 	AllowOrigins    []string      // CORS origins, or "*"
 
-	MaxStreamsPerUser   int     // open streams per user of a tenant (64)
-	MaxStreamsPerTenant int     // open streams per tenant on this instance (20000)
-	ConnRate            float64 // new streams per second per client address (50)
-	ConnBurst           int     // burst allowance of ConnRate (100)
-	MaxHeaderBytes      int     // request header limit (16384) → 431
-	MaxURLBytes         int     // request target limit (8192) → 414
+	MaxStreamsPerUser   int      // open streams per user of a tenant (64)
+	MaxStreamsPerTenant int      // open streams per tenant on this instance (20000)
+	ConnRate            float64  // new streams per second per client address (50)
+	ConnBurst           int      // burst allowance of ConnRate (100)
+	MaxHeaderBytes      int      // request header limit (16384) → 431
+	MaxURLBytes         int      // request target limit (8192) → 414
+	TrustedProxies      []string // CIDRs of proxies whose X-Forwarded-For names the client
 
 	RoutesFile  string // feature endpoints file (see docs/guide.md)
 	MetricsAddr string // separate listener for /metrics; empty: served on Addr
@@ -175,6 +177,7 @@ var settings = []setting{
 	{"SLUICE_CONN_BURST", "100", "burst allowance of SLUICE_CONN_RATE", num(func(c *Config) *int { return &c.ConnBurst })},
 	{"SLUICE_MAX_HEADER_BYTES", "16384", "request header limit (431 above)", num(func(c *Config) *int { return &c.MaxHeaderBytes })},
 	{"SLUICE_MAX_URL_BYTES", "8192", "request target limit (414 above)", num(func(c *Config) *int { return &c.MaxURLBytes })},
+	{"SLUICE_TRUSTED_PROXIES", "", "comma list of proxy CIDRs whose X-Forwarded-For names the client (for SLUICE_CONN_RATE)", list(func(c *Config) *[]string { return &c.TrustedProxies })},
 	{"SLUICE_ROUTES_FILE", "", "feature endpoints: paths mapped to channels, with authorizers", str(func(c *Config) *string { return &c.RoutesFile })},
 	{"SLUICE_METRICS_ADDR", "", "separate listen address for /metrics (default: served on SLUICE_ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
 	{"SLUICE_ALLOW_ORIGINS", "", "CORS origins, comma list or *", list(func(c *Config) *[]string { return &c.AllowOrigins })},
@@ -342,6 +345,13 @@ func (c *Config) Validate() error {
 		strings.HasPrefix(c.Membership, "file:"), strings.HasPrefix(c.Membership, "http:"):
 	default:
 		return fmt.Errorf("SLUICE_MEMBERSHIP: %q is not token, file:<path>, postgres or http:<url>", c.Membership)
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				return fmt.Errorf("SLUICE_TRUSTED_PROXIES: %q is neither a CIDR nor an address", p)
+			}
+		}
 	}
 	if c.Membership == "postgres" && c.PostgresURL == "" {
 		return errors.New("SLUICE_POSTGRES_URL: required with SLUICE_MEMBERSHIP=postgres")

@@ -12,6 +12,7 @@ package sluice
 import (
 	"context"
 	"encoding/json"
+	"net"
 
 	"crypto/rand"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -195,6 +197,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		ConnBurst:           cfg.ConnBurst,
 		MaxHeaderBytes:      cfg.MaxHeaderBytes,
 		MaxURLBytes:         cfg.MaxURLBytes,
+		ClientAddr:          clientAddr(cfg.TrustedProxies),
 	})
 	g.streams, err = stream.New(stream.Config{
 		Admit:           g.limits,
@@ -334,4 +337,56 @@ func (g *Gateway) startIngest(cfg Config) {
 			g.log.Error("django ingest stopped", "err", err)
 		}
 	}()
+}
+
+// clientAddr returns how the limits find a request's client address: the
+// peer address, or, when the peer is a trusted proxy, the rightmost address
+// of X-Forwarded-For that is not itself a trusted proxy. Nil (the peer
+// address) without trusted proxies.
+func clientAddr(trusted []string) func(*http.Request) string {
+	if len(trusted) == 0 {
+		return nil
+	}
+	var nets []netip.Prefix
+	for _, t := range trusted {
+		p, err := netip.ParsePrefix(t)
+		if err != nil {
+			a, _ := netip.ParseAddr(t) // checked by Validate
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		nets = append(nets, p.Masked())
+	}
+	isTrusted := func(s string) (netip.Addr, bool) {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		a = a.Unmap()
+		for _, n := range nets {
+			if n.Contains(a) {
+				return a, true
+			}
+		}
+		return a, false
+	}
+	return func(r *http.Request) string {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		if _, ok := isTrusted(host); !ok {
+			return host
+		}
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			a, ok := isTrusted(hops[i])
+			if !a.IsValid() {
+				break // unreadable: do not trust anything further left
+			}
+			if !ok {
+				return a.String()
+			}
+		}
+		return host
+	}
 }

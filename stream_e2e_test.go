@@ -380,7 +380,7 @@ func TestSlowConsumerDoesNotDelayOthers(t *testing.T) {
 
 	big := strings.Repeat("x", 16<<10)
 	var worst time.Duration
-	for i := range 300 {
+	for i := range 600 {
 		sent := time.Now()
 		e.mustPublish(ch, "llm.token", map[string]any{"i": i, "pad": big})
 		ev := fast.expect("llm.token")
