@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"syscall"
@@ -225,6 +226,18 @@ func TestRedisRestart(t *testing.T) {
 			}
 			return st == http.StatusServiceUnavailable && code == "broker_unavailable"
 		})
+	}
+	// A new stream cannot open without the broker: a prompt 503, not a hang.
+	for _, p := range []*proc{a, b} {
+		q := url.Values{"channel": {ch}, "access_token": {token(t, "user-1")}}
+		start := time.Now()
+		st, code, err := p.get("/events?" + q.Encode())
+		if err != nil || st != http.StatusServiceUnavailable || code != "broker_unavailable" {
+			t.Fatalf("%s: new stream while Redis is down: %d %q %v", p.name, st, code, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("%s: the 503 took %v", p.name, d)
+		}
 	}
 	// The streams stay open: keep-alives go on, nothing else comes.
 	s1.keepAlives(3, 5*time.Second)

@@ -230,6 +230,9 @@ func (b *Broker) run(lost <-chan error) {
 			backoff = min(2*backoff, 5*time.Second)
 		}
 		b.log.Info("redis broker: Pub/Sub connection restored")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		b.restoreCursorKey(ctx)
+		cancel()
 		b.catchUp()
 	}
 }

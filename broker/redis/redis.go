@@ -149,6 +149,10 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("redis broker: bad URL: %w", err)
 	}
 	opt.DisableCache = true // no client-side caching: nothing here is cacheable
+	// The broker survives losses of Redis itself (the Pub/Sub loop reconnects
+	// and catches up); a command must fail fast rather than be retried until
+	// its caller gives up, so that requests get a 503 while Redis is away.
+	opt.DisableRetry = true
 	if opt.ClientName == "" {
 		opt.ClientName = "sluice"
 	}
@@ -448,6 +452,22 @@ func decodeEntry(ch channel.Name, epoch uint64, m valkey.ValkeyMessage) (*event.
 		Pos:       event.Position{Epoch: epoch, Offset: off},
 		Published: pub,
 	}, nil
+}
+
+// restoreCursorKey puts the cached cursor key back if Redis lost it (a
+// restart without persistence, a flush), so that instances started later
+// read the same key and cursors stay portable.
+func (b *Broker) restoreCursorKey(ctx context.Context) {
+	b.keyOnce.Lock()
+	k := b.key
+	b.keyOnce.Unlock()
+	if k == nil {
+		return
+	}
+	err := b.client.Do(ctx, b.client.B().Set().Key(b.prefix+"cursor-key").Value(string(k)).Nx().Build()).Error()
+	if err != nil && !valkey.IsValkeyNil(err) {
+		b.log.Warn("redis broker: restoring the cursor key", "err", err)
+	}
 }
 
 // CursorKey implements broker.Broker: the first instance to ask stores a
