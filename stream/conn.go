@@ -19,13 +19,23 @@ const (
 )
 
 // conn is one open stream as the rest of the process sees it: a broker
-// subscriber with a bounded queue, and a way to end it. Its writer is the
-// request's goroutine (Server.serve); nothing else runs per stream.
+// subscriber with a bounded queue, and a way to end it.
+//
+// Its writer is first the request's goroutine (Server.serve), which writes
+// the opening block. On HTTP/1.1 over TCP the stream is then parked (see
+// park_linux.go): the handler returns, no goroutine is left for the stream,
+// and pk is set; from then on Deliver and finish hand the stream to the
+// poller's writers instead of waking the handler through notify and end.
 type conn struct {
 	id    uint64 // registry shard key
 	p     auth.Principal
 	chans []channel.Name
 	max   int
+
+	// What to undo when the stream ends, exactly once, by whoever writes it
+	// last (the handler, or the poller once parked): see Server.detach.
+	sub     broker.Subscription
+	release func()
 
 	mu      sync.Mutex
 	q       []*event.Event // pending events, at most max
@@ -35,6 +45,7 @@ type conn struct {
 	ended   atomic.Bool
 	cond    string // why, set before end is closed
 	retryMS int64  // shutting-down: the retry hint to send first
+	pk      *parked // set, under mu, once the stream is parked
 }
 
 var _ broker.Subscriber = (*conn)(nil)
@@ -68,6 +79,13 @@ func (c *conn) Deliver(ev *event.Event) {
 	}
 	wake := len(c.q) == 0
 	c.q = append(c.q, ev)
+	if c.pk != nil {
+		if wake {
+			c.pk.scheduleLocked()
+		}
+		c.mu.Unlock()
+		return
+	}
 	c.mu.Unlock()
 	if wake {
 		select {
@@ -111,6 +129,9 @@ func (c *conn) finishLocked(cond string, retryMS int64) {
 	c.cond, c.retryMS = cond, retryMS
 	c.ended.Store(true)
 	close(c.end)
+	if c.pk != nil {
+		c.pk.scheduleLocked()
+	}
 }
 
 func (c *conn) condition() (string, int64) {

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"time"
 
@@ -11,10 +12,11 @@ import (
 
 // writer is the state of one stream's writing side: where it is in every
 // channel, the cursor segments naming that, and a reused output buffer.
+// A parked stream keeps its writer without out and buf: the poller's writer
+// goroutine servicing it lends buf for the time of one write.
 type writer struct {
 	s     *Server
-	w     http.ResponseWriter
-	rc    *http.ResponseController
+	out   output
 	chans []channel.Name
 	pos   []event.Position
 	segs  []string // current cursor segment per channel (multi-channel streams)
@@ -24,9 +26,29 @@ type writer struct {
 	unrep int // events appended since the last flush reported them
 }
 
-func (s *Server) run(w http.ResponseWriter, r *http.Request, c *conn, st start) {
+// output is where a stream served by a goroutine writes: the response, or a
+// hijacked connection that could not be parked.
+type output interface {
+	Write(b []byte) (int, error)
+	Flush() error
+	SetWriteDeadline(t time.Time) error
+}
+
+type responseOutput struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (o responseOutput) Flush() error                       { return o.rc.Flush() }
+func (o responseOutput) SetWriteDeadline(t time.Time) error { return o.rc.SetWriteDeadline(t) }
+
+// run writes the stream's opening block and then either parks the stream
+// (and returns true: the poller owns it from then on, including ending it)
+// or serves it until it ends (and returns false).
+func (s *Server) run(w http.ResponseWriter, r *http.Request, c *conn, st start) (parked bool) {
 	opened := time.Now()
-	wr := &writer{s: s, w: w, rc: http.NewResponseController(w), chans: c.chans, pos: st.pos}
+	rc := http.NewResponseController(w)
+	wr := &writer{s: s, out: responseOutput{w, rc}, chans: c.chans, pos: st.pos}
 	if len(c.chans) > 1 {
 		wr.segs = make([]string, len(c.chans))
 		for i, ch := range c.chans {
@@ -50,18 +72,82 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, c *conn, st start) 
 	}
 	s.cfg.Logger.Info("stream open", "principal", c.p, "channels", len(c.chans), "resumed", st.replay != nil, "reset", st.reset)
 
-	reason := s.loop(r, c, wr)
+	if err := wr.flush(); err != nil {
+		s.closed(c, wr, opened, "write-error")
+		return false
+	}
+	done := r.Context().Done()
+	switch s.park(rc, r, c, wr, opened) {
+	case parkedOK:
+		return true
+	case hijackedOnly: // the connection is ours but cannot be parked
+		done = nil // the request context no longer follows the client
+		defer wr.out.(*chunkOutput).end()
+	}
+	s.closed(c, wr, opened, s.loop(done, c, wr))
+	return false
+}
+
+// chunkOutput writes HTTP/1.1 chunked transfer coding on a hijacked
+// connection, for the rare stream that was hijacked but cannot be parked
+// (a connection that is not a plain socket).
+type chunkOutput struct{ nc net.Conn }
+
+func (o *chunkOutput) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	bufs := net.Buffers{appendChunkHeader(nil, len(b)), b, crlf}
+	if _, err := bufs.WriteTo(o.nc); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (o *chunkOutput) Flush() error                       { return nil }
+func (o *chunkOutput) SetWriteDeadline(t time.Time) error { return o.nc.SetWriteDeadline(t) }
+
+// end writes the last chunk and closes the connection.
+func (o *chunkOutput) end() {
+	_ = o.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = o.nc.Write(lastChunk)
+	_ = o.nc.Close()
+}
+
+var (
+	crlf      = []byte("\r\n")
+	lastChunk = []byte("0\r\n\r\n")
+)
+
+// appendChunkHeader appends the header of a chunk of n bytes: its size in
+// hexadecimal and CRLF (RFC 9112 §7.1).
+func appendChunkHeader(b []byte, n int) []byte {
+	const hex = "0123456789abcdef"
+	var tmp [16]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = hex[n&15]
+		n >>= 4
+		if n == 0 {
+			break
+		}
+	}
+	b = append(b, tmp[i:]...)
+	return append(b, '\r', '\n')
+}
+
+// closed records the end of a stream: metrics and the log line.
+func (s *Server) closed(c *conn, wr *writer, opened time.Time, reason string) {
 	d := time.Since(opened)
 	s.cfg.Metrics.StreamClosed(reason, d)
 	s.cfg.Logger.Info("stream closed", "principal", c.p, "channels", len(c.chans),
 		"duration", d.Round(time.Millisecond), "bytes", wr.bytes, "events", wr.evs, "reason", reason)
 }
 
-// loop writes until the stream ends and returns why it ended.
-func (s *Server) loop(r *http.Request, c *conn, wr *writer) string {
-	if err := wr.flush(); err != nil {
-		return "write-error"
-	}
+// loop writes until the stream ends and returns why it ended. done is
+// closed when the client goes away.
+func (s *Server) loop(done <-chan struct{}, c *conn, wr *writer) string {
 	ka := time.NewTimer(s.cfg.KeepAlive)
 	defer ka.Stop()
 	var expired <-chan time.Time
@@ -70,7 +156,6 @@ func (s *Server) loop(r *http.Request, c *conn, wr *writer) string {
 		defer t.Stop()
 		expired = t.C
 	}
-	done := r.Context().Done()
 	for {
 		select {
 		case <-done:
@@ -182,11 +267,11 @@ func (wr *writer) flush() error {
 	if len(wr.buf) == 0 {
 		return nil
 	}
-	_ = wr.rc.SetWriteDeadline(time.Now().Add(wr.s.cfg.WriteTimeout))
-	n, err := wr.w.Write(wr.buf)
+	_ = wr.out.SetWriteDeadline(time.Now().Add(wr.s.cfg.WriteTimeout))
+	n, err := wr.out.Write(wr.buf)
 	wr.bytes += n
 	if err == nil {
-		err = wr.rc.Flush()
+		err = wr.out.Flush()
 	}
 	if cap(wr.buf) > 64<<10 {
 		wr.buf = nil // do not keep a burst's buffer on an idle stream

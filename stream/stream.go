@@ -77,6 +77,10 @@ type Config struct {
 	RecheckInterval time.Duration // membership recheck on open streams (60s)
 	DrainSpread     time.Duration // upper bound of drain retry hints (10s)
 	WriteTimeout    time.Duration // one write to a client may take at most (10s)
+	// WriteCoalesce is, for streams served without a goroutine of their own
+	// (HTTP/1.1 on Linux), the least time between two writes to one client:
+	// events arriving faster share a write. 0 means 5ms; negative, no delay.
+	WriteCoalesce time.Duration
 
 	Logger  *slog.Logger
 	Metrics metrics.Recorder
@@ -107,6 +111,9 @@ func (c *Config) defaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
 	}
+	if c.WriteCoalesce == 0 {
+		c.WriteCoalesce = 5 * time.Millisecond
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -126,6 +133,9 @@ type Server struct {
 	stop     chan struct{}
 	stopped  chan struct{}
 	stopOnce sync.Once
+
+	plOnce sync.Once
+	pl     *poller // serves parked streams; started by the first
 }
 
 // New returns a Server and starts its membership recheck loop; Close stops it.
@@ -229,19 +239,26 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsF
 		s.refuse(w, err)
 		return
 	}
+	var release func()
 	if s.cfg.Admit != nil {
-		release, err := s.cfg.Admit.Admit(r, p)
+		rel, err := s.cfg.Admit.Admit(r, p)
 		if err != nil {
 			s.refuse(w, err)
 			return
 		}
-		defer release()
+		release = rel
 	}
 
 	c := newConn(p, chans, s.cfg.QueueSize)
+	c.release = release
 	seen := s.revs.Load()
 	s.reg.add(c)
-	defer s.reg.remove(c)
+	parked := false // once parked, the poller detaches c when the stream ends
+	defer func() {
+		if !parked {
+			s.detach(c)
+		}
+	}()
 	if s.revs.Load() != seen { // a revocation raced with this open
 		if err := s.cfg.Auth.StillValid(ctx, p); err != nil {
 			s.refuse(w, err)
@@ -253,7 +270,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsF
 		s.refuse(w, err)
 		return
 	}
-	defer sub.Close()
+	c.sub = sub
 	heads, err := s.cfg.Broker.Heads(ctx, chans)
 	if err != nil {
 		s.refuse(w, err)
@@ -268,9 +285,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsF
 		s.writeDrain(w)
 		return
 	}
-	s.active.Add(1)
-	defer s.active.Done()
-	s.run(w, r, c, st)
+	s.active.Add(1) // done when the stream has been told why it ends
+	if parked = s.run(w, r, c, st); !parked {
+		s.active.Done()
+	}
+}
+
+// detach undoes what serve set up for c: its subscription, its registration
+// and its admission. It runs once, after the stream's last write.
+func (s *Server) detach(c *conn) {
+	if c.sub != nil {
+		c.sub.Close()
+	}
+	s.reg.remove(c)
+	if c.release != nil {
+		c.release()
+	}
 }
 
 // start is where a stream begins: the position per channel, what to replay
@@ -391,9 +421,14 @@ func (s *Server) Drain(ctx context.Context) error {
 // Draining reports whether Drain has begun.
 func (s *Server) Draining() bool { return s.draining.Load() }
 
-// Close stops the recheck loop. It does not end open streams; see Drain.
+// Close stops the recheck loop and the goroutines serving parked streams.
+// It does not tell open streams why they end; see Drain: streams still
+// parked are closed without a final event, the others stay open.
 func (s *Server) Close() {
-	s.stopOnce.Do(func() { close(s.stop) })
+	s.stopOnce.Do(func() {
+		close(s.stop)
+		s.stopPoller()
+	})
 	<-s.stopped
 }
 

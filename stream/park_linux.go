@@ -1,0 +1,729 @@
+package stream
+
+// Parking. Once its opening block is flushed, an HTTP/1.1 stream over a plain
+// socket is hijacked from net/http and handed to the Server's poller, and its
+// handler goroutine returns. A parked stream is its socket, its conn and
+// writer, and an entry in the poller's table: no goroutine, no timer, no
+// buffer. The response stays what net/http began: chunked transfer coding,
+// one chunk per write, and the last chunk before the connection is closed.
+//
+// The poller runs a fixed set of goroutines for every parked stream:
+//
+//   - writers (GOMAXPROCS of them) take streams from the ready queue and
+//     write, without ever waiting, their queued events, a keep-alive or the
+//     final event, several frames to a write;
+//   - the epoll loop learns that a client went away (EPOLLRDHUP, EOF) and
+//     that a full socket takes bytes again (EPOLLOUT, asked for only while a
+//     stream has bytes left over from a short write);
+//   - the ticker, every 250 ms, marks keep-alives due, ends streams whose
+//     credential expired and cuts streams whose socket stayed full for
+//     WriteTimeout;
+//   - a timer re-queues streams that were written to less than WriteCoalesce
+//     ago, so that a busy stream gets one write per window, not one per event.
+//
+// Concurrency contract:
+//
+//   - c.mu guards the scheduling state of a parked stream: queued, blocked,
+//     closed and flags. Anyone may add flags and call scheduleLocked.
+//   - A stream is serviced by at most one writer at a time. queued is set
+//     when the stream enters the ready queue or the delayed list, and cleared
+//     only by the writer servicing it, under c.mu, when nothing is left to
+//     do; while it is set, others only add flags, which that writer reads
+//     before it clears queued.
+//   - The poller owns the socket. Only the writer servicing a stream writes
+//     to it or closes it (closePark, once, after which the stream is out of
+//     the table and closed is set). The epoll loop reads from it only to
+//     discard what a client sends; net.Conn makes a Close concurrent with
+//     that read safe, and the loop finds streams by id, never by fd, so a
+//     reused descriptor is never mistaken for a closed stream.
+//   - pending and the writer state wr belong to the writer servicing the
+//     stream.
+//   - Lock order: poller table shard, then c.mu, then poller.mu.
+
+import (
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sluicehq/sluice/event"
+)
+
+type parkResult int
+
+const (
+	notParked    parkResult = iota // serve the stream on the handler goroutine
+	parkedOK                       // the poller owns the stream
+	hijackedOnly                   // the connection is hijacked but not a socket
+)
+
+const (
+	tick      = 250 * time.Millisecond // keep-alive, expiry and stall checks
+	chunkRoom = 10                     // chunk header room: 8 hex digits and CRLF
+	maxInput  = 64                     // reads of 512 bytes a client may send
+)
+
+// Reasons to service a parked stream besides its queue.
+const (
+	flagKeepAlive uint8 = 1 << iota // nothing written for KeepAlive
+	flagWritable                    // EPOLLOUT: a full socket drained
+	flagGone                        // the client went away
+	flagStalled                     // the socket stayed full for WriteTimeout
+)
+
+// parked is a stream served by the poller.
+type parked struct {
+	pl     *poller
+	c      *conn
+	nc     net.Conn
+	rc     syscall.RawConn
+	wr     *writer
+	opened time.Time
+	expiry int64 // credential expiry plus leeway, Unix ns; 0: never
+
+	// Guarded by c.mu.
+	queued  bool
+	blocked bool // pending holds bytes a short write left over
+	closed  bool
+	flags   uint8
+
+	// Written by the servicing writer, read by the ticker.
+	lastWrite atomic.Int64 // Unix ns
+	blockedAt atomic.Int64 // Unix ns; 0 when not blocked
+
+	// Owned by the servicing writer.
+	pending []byte
+	final   bool // pending ends with the last chunk
+}
+
+// scheduleLocked queues p for a writer unless it is queued already, closed,
+// or blocked with nothing that cannot wait for EPOLLOUT. c.mu is held.
+func (p *parked) scheduleLocked() {
+	if p.queued || p.closed {
+		return
+	}
+	urgent := p.c.cond != "" || p.flags&(flagGone|flagStalled) != 0
+	if p.blocked && !urgent && p.flags&flagWritable == 0 {
+		return
+	}
+	p.queued = true
+	if !urgent && p.flags == 0 && p.pl.coalesce > 0 {
+		now := time.Now().UnixNano()
+		if due := p.lastWrite.Load() + p.pl.coalesce; due > now {
+			p.pl.later(p, due, now)
+			return
+		}
+	}
+	p.pl.push(p)
+}
+
+// poller serves the parked streams of one Server.
+type poller struct {
+	s        *Server
+	ep       int   // epoll instance
+	evfd     int   // eventfd that stops the epoll loop
+	coalesce int64 // least time between two writes to one stream, ns
+
+	table [16]struct {
+		mu sync.Mutex
+		m  map[uint64]*parked
+	}
+
+	mu      sync.Mutex
+	ready   []*parked // ready[head:] wait for a writer, in order
+	head    int
+	idle    int           // writers waiting on wake
+	wake    chan struct{} // a token per wake-up; closed to stop
+	delayed []delayedPark // delayed[dhead:], by due time
+	dhead   int
+	armed   bool
+	timer   *time.Timer
+	stopped bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type delayedPark struct {
+	p   *parked
+	due int64
+}
+
+func newPoller(s *Server) (*poller, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(ep)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN} // id 0: conn ids start at 1
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		_ = unix.Close(ep)
+		_ = unix.Close(evfd)
+		return nil, err
+	}
+	n := runtime.GOMAXPROCS(0)
+	pl := &poller{s: s, ep: ep, evfd: evfd, coalesce: int64(max(s.cfg.WriteCoalesce, 0)),
+		wake: make(chan struct{}, n), stop: make(chan struct{})}
+	for i := range pl.table {
+		pl.table[i].m = make(map[uint64]*parked)
+	}
+	pl.timer = time.AfterFunc(time.Hour, pl.fire)
+	pl.timer.Stop()
+	pl.wg.Add(n + 2)
+	for range n {
+		go pl.writer()
+	}
+	go pl.epollLoop()
+	go pl.tickLoop()
+	return pl, nil
+}
+
+// poller returns the Server's poller, started on first use; nil if it
+// cannot run (streams then keep their goroutine).
+func (s *Server) poller() *poller {
+	s.plOnce.Do(func() {
+		pl, err := newPoller(s)
+		if err != nil {
+			s.cfg.Logger.Warn("streams will not be parked", "err", err)
+			return
+		}
+		s.pl = pl
+	})
+	return s.pl
+}
+
+// park hijacks the connection of a stream whose opening block is flushed and
+// hands it to the poller. It parks only HTTP/1.1 over a plain socket, where
+// net/http chunks the response; anything else keeps its goroutine.
+func (s *Server) park(rc *http.ResponseController, r *http.Request, c *conn, wr *writer, opened time.Time) parkResult {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || r.Method != http.MethodGet {
+		return notParked
+	}
+	pl := s.poller()
+	if pl == nil {
+		return notParked
+	}
+	nc, _, err := rc.Hijack() // unread client bytes in the reader are dropped
+	if err != nil {
+		return notParked
+	}
+	_ = nc.SetDeadline(time.Time{}) // the opening flush set one; writes never wait now
+	var raw syscall.RawConn
+	if sc, ok := nc.(syscall.Conn); ok {
+		raw, err = sc.SyscallConn()
+	}
+	if raw == nil || err != nil {
+		wr.out = &chunkOutput{nc: nc}
+		return hijackedOnly
+	}
+	wr.out, wr.buf = nil, nil
+	p := &parked{pl: pl, c: c, nc: nc, rc: raw, wr: wr, opened: opened}
+	if c.p.Expires() {
+		p.expiry = c.p.Expiry.Add(s.cfg.Leeway).UnixNano()
+	}
+	p.lastWrite.Store(time.Now().UnixNano())
+	if err := pl.add(p); err != nil {
+		wr.out = &chunkOutput{nc: nc}
+		return hijackedOnly
+	}
+	c.mu.Lock()
+	c.pk = p
+	if len(c.q) > 0 || c.cond != "" { // arrived while the opening block was written
+		p.scheduleLocked()
+	}
+	c.mu.Unlock()
+	return parkedOK
+}
+
+func (pl *poller) shard(id uint64) int { return int(id % uint64(len(pl.table))) }
+
+// add registers p in the table and with epoll.
+func (pl *poller) add(p *parked) error {
+	id := p.c.id
+	sh := &pl.table[pl.shard(id)]
+	sh.mu.Lock()
+	sh.m[id] = p
+	sh.mu.Unlock()
+	if err := p.control(unix.EPOLL_CTL_ADD, 0); err != nil {
+		sh.mu.Lock()
+		delete(sh.m, id)
+		sh.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// control adds, modifies or removes p's epoll registration: always the
+// client's input and hang-up, edge-triggered, and extra (EPOLLOUT) when a
+// short write left bytes over.
+func (p *parked) control(op int, extra uint32) error {
+	id := p.c.id
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET | extra,
+		Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	var err error
+	cerr := p.rc.Control(func(fd uintptr) { err = unix.EpollCtl(p.pl.ep, op, int(fd), &ev) })
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+func (pl *poller) lookup(id uint64) *parked {
+	sh := &pl.table[pl.shard(id)]
+	sh.mu.Lock()
+	p := sh.m[id]
+	sh.mu.Unlock()
+	return p
+}
+
+// push appends p to the ready queue and wakes an idle writer.
+func (pl *poller) push(p *parked) {
+	pl.mu.Lock()
+	if !pl.stopped {
+		pl.ready = append(pl.ready, p)
+		if pl.idle > 0 {
+			select {
+			case pl.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	pl.mu.Unlock()
+}
+
+// later queues p for due (Unix ns). Streams are delayed by the same window
+// after their last write, so the list is nearly in due order; one served a
+// little early is only written a little early.
+func (pl *poller) later(p *parked, due, now int64) {
+	pl.mu.Lock()
+	if !pl.stopped {
+		pl.delayed = append(pl.delayed, delayedPark{p, due})
+		if !pl.armed {
+			pl.armed = true
+			pl.timer.Reset(time.Duration(due - now))
+		}
+	}
+	pl.mu.Unlock()
+}
+
+// fire moves the delayed streams that are due to the ready queue.
+func (pl *poller) fire() {
+	now := time.Now().UnixNano()
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	moved := 0
+	for pl.dhead < len(pl.delayed) && pl.delayed[pl.dhead].due <= now {
+		pl.ready = append(pl.ready, pl.delayed[pl.dhead].p)
+		pl.delayed[pl.dhead] = delayedPark{}
+		pl.dhead++
+		moved++
+	}
+	if pl.dhead == len(pl.delayed) {
+		pl.delayed, pl.dhead, pl.armed = pl.delayed[:0], 0, false
+	} else {
+		pl.timer.Reset(time.Duration(pl.delayed[pl.dhead].due - now))
+	}
+	for i := 0; i < min(moved, pl.idle) && !pl.stopped; i++ {
+		select {
+		case pl.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// writer services ready streams, a batch at a time, until the poller stops.
+func (pl *poller) writer() {
+	defer pl.wg.Done()
+	var batch []*parked
+	var buf []byte
+	for {
+		pl.mu.Lock()
+		for pl.head == len(pl.ready) {
+			if pl.stopped {
+				pl.mu.Unlock()
+				return
+			}
+			pl.idle++
+			pl.mu.Unlock()
+			<-pl.wake
+			pl.mu.Lock()
+			pl.idle--
+		}
+		n := min(len(pl.ready)-pl.head, 64)
+		batch = append(batch[:0], pl.ready[pl.head:pl.head+n]...)
+		clear(pl.ready[pl.head : pl.head+n])
+		if pl.head += n; pl.head == len(pl.ready) {
+			pl.ready, pl.head = pl.ready[:0], 0
+		}
+		pl.mu.Unlock()
+		for _, p := range batch {
+			buf = pl.service(p, buf)
+		}
+		clear(batch)
+	}
+}
+
+// service writes what p has to write and returns the writer's buffer. It
+// runs on one writer at a time per stream (p.queued).
+func (pl *poller) service(p *parked, buf []byte) []byte {
+	c, wr := p.c, p.wr
+	for {
+		c.mu.Lock()
+		fl := p.flags
+		p.flags = 0
+		cond, retry := c.cond, c.retryMS
+		c.mu.Unlock()
+		ending := "write-error" // the reason if writing fails from here
+		if cond != "" {
+			ending = cond
+		}
+		switch {
+		case fl&flagGone != 0:
+			pl.closePark(p, "client-gone")
+			return buf
+		case fl&flagStalled != 0:
+			pl.closePark(p, ending)
+			return buf
+		}
+
+		if len(p.pending) > 0 { // left over from a short write
+			n, err := p.write(p.pending)
+			if err != nil {
+				pl.closePark(p, ending)
+				return buf
+			}
+			if p.pending = p.pending[n:]; len(p.pending) > 0 {
+				if pl.idleOrAgain(p) {
+					continue
+				}
+				return buf
+			}
+			p.pending = nil
+			p.unblock()
+			p.lastWrite.Store(time.Now().UnixNano())
+			if p.final {
+				pl.closePark(p, ending)
+				return buf
+			}
+		}
+
+		// Everything queued, or the final blocks, or a keep-alive, as one
+		// chunk (the goroutine path writes the same blocks: see loop).
+		wr.buf = slices.Grow(buf[:0], 512)[:chunkRoom]
+		if cond == "" || cond == CondShuttingDown {
+			wr.appendQueued(c)
+		}
+		if cond != "" {
+			if cond == CondShuttingDown {
+				wr.buf = event.AppendRetry(wr.buf, retry)
+				wr.buf = append(wr.buf, '\n')
+			}
+			wr.buf = appendStreamError(wr.buf, cond)
+		} else if len(wr.buf) == chunkRoom && fl&flagKeepAlive != 0 {
+			wr.buf = append(wr.buf, event.KeepAlive...)
+		}
+		payload := len(wr.buf) - chunkRoom
+		final := cond != ""
+		out := frameChunk(wr.buf, final)
+		buf, wr.buf = wr.buf[:0], nil
+		if cap(buf) > 1<<20 {
+			buf = nil // do not keep a burst's buffer
+		}
+		if len(out) > 0 {
+			n, err := p.write(out)
+			wr.bytes += payload
+			pl.s.cfg.Metrics.Delivered(wr.unrep, payload)
+			wr.unrep = 0
+			if err != nil {
+				pl.closePark(p, ending)
+				return buf
+			}
+			now := time.Now().UnixNano()
+			if n < len(out) {
+				p.pending = append(p.pending[:0], out[n:]...)
+				p.final = final
+				p.block(now)
+				if pl.idleOrAgain(p) {
+					continue
+				}
+				return buf
+			}
+			p.lastWrite.Store(now)
+		}
+		if final {
+			pl.closePark(p, ending)
+			return buf
+		}
+		if pl.idleOrAgain(p) {
+			continue
+		}
+		return buf
+	}
+}
+
+// idleOrAgain decides, once a write is done, whether the writer goes on with
+// p (true) or lets it go: it does not when p waits for EPOLLOUT, is idle, or
+// has more events that the coalescing window delays.
+func (pl *poller) idleOrAgain(p *parked) bool {
+	c := p.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.flags != 0 || (c.cond != "" && !p.blocked) {
+		return true // something new: gone, stalled, writable, keep-alive, an end
+	}
+	if p.blocked || len(c.q) == 0 {
+		p.queued = false
+		return false
+	}
+	if pl.coalesce > 0 {
+		now := time.Now().UnixNano()
+		pl.later(p, p.lastWrite.Load()+pl.coalesce, now)
+		return false // stays queued, in the delayed list
+	}
+	return true
+}
+
+// block records a short write: p waits for EPOLLOUT, or the stall cut.
+func (p *parked) block(now int64) {
+	p.blockedAt.Store(now)
+	p.c.mu.Lock()
+	p.blocked = true
+	p.c.mu.Unlock()
+	_ = p.control(unix.EPOLL_CTL_MOD, unix.EPOLLOUT)
+}
+
+func (p *parked) unblock() {
+	p.c.mu.Lock()
+	p.blocked = false
+	p.c.mu.Unlock()
+	p.blockedAt.Store(0)
+	_ = p.control(unix.EPOLL_CTL_MOD, 0)
+}
+
+// write writes as much of b as the socket takes now, never waiting.
+func (p *parked) write(b []byte) (int, error) {
+	n := 0
+	var werr error
+	err := p.rc.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, err := unix.Write(int(fd), b[n:])
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				return true
+			case err != nil:
+				werr = err
+				return true
+			}
+			n += m
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return n, err
+}
+
+// frameChunk turns buf, chunkRoom reserved bytes then the payload, into one
+// chunk, followed by the last chunk when final, and returns the bytes to
+// write (none for an empty payload that is not final).
+func frameChunk(buf []byte, final bool) []byte {
+	start := chunkRoom
+	if n := len(buf) - chunkRoom; n > 0 {
+		var room [chunkRoom]byte
+		h := appendChunkHeader(room[:0], n)
+		start -= len(h)
+		copy(buf[start:], h)
+		buf = append(buf, crlf...)
+	}
+	if final {
+		buf = append(buf, lastChunk...)
+	}
+	return buf[start:]
+}
+
+// closePark ends a parked stream: the socket is closed and everything the
+// stream held released. Only the writer servicing p calls it (or shutdown,
+// once the writers are gone).
+func (pl *poller) closePark(p *parked, reason string) {
+	c := p.c
+	c.mu.Lock()
+	p.closed = true
+	clear(c.q)
+	c.q, c.spare = nil, nil
+	c.mu.Unlock()
+	sh := &pl.table[pl.shard(c.id)]
+	sh.mu.Lock()
+	delete(sh.m, c.id)
+	sh.mu.Unlock()
+	_ = p.control(unix.EPOLL_CTL_DEL, 0)
+	_ = p.nc.Close()
+	p.pending = nil
+	pl.s.closed(c, p.wr, p.opened, reason)
+	pl.s.detach(c)
+	pl.s.active.Done()
+}
+
+// epollLoop turns socket readiness into flags on parked streams.
+func (pl *poller) epollLoop() {
+	defer pl.wg.Done()
+	evs := make([]unix.EpollEvent, 256)
+	scratch := make([]byte, 512)
+	for {
+		n, err := unix.EpollWait(pl.ep, evs, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			pl.s.cfg.Logger.Error("stream poller stopped", "err", err)
+			return
+		}
+		for i := range evs[:n] {
+			e := &evs[i]
+			id := uint64(uint32(e.Fd)) | uint64(uint32(e.Pad))<<32
+			if id == 0 {
+				return // shutdown
+			}
+			p := pl.lookup(id)
+			if p == nil {
+				continue // closed since
+			}
+			var fl uint8
+			if e.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				fl |= flagGone
+			} else if e.Events&unix.EPOLLIN != 0 && p.discardInput(scratch) {
+				fl |= flagGone
+			}
+			if e.Events&unix.EPOLLOUT != 0 {
+				fl |= flagWritable
+			}
+			if fl != 0 {
+				p.c.mu.Lock()
+				p.flags |= fl
+				p.scheduleLocked()
+				p.c.mu.Unlock()
+			}
+		}
+	}
+}
+
+// discardInput reads and drops what the client sent (an SSE client sends
+// nothing after its request) and reports whether the client is gone: EOF, an
+// error, or more input than any client has reason to send.
+func (p *parked) discardInput(buf []byte) (gone bool) {
+	for range maxInput {
+		var n int
+		var err error
+		if cerr := p.rc.Read(func(fd uintptr) bool {
+			n, err = unix.Read(int(fd), buf)
+			return true
+		}); cerr != nil {
+			return true
+		}
+		switch {
+		case err == unix.EAGAIN:
+			return false
+		case err == unix.EINTR:
+			continue
+		case err != nil || n == 0:
+			return true
+		}
+	}
+	return true
+}
+
+// tickLoop runs scan every tick.
+func (pl *poller) tickLoop() {
+	defer pl.wg.Done()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-pl.stop:
+			return
+		case now := <-t.C:
+			pl.scan(now.UnixNano())
+		}
+	}
+}
+
+// scan marks keep-alives due, ends streams whose credential expired (SPEC §6:
+// within a tick after expiry plus leeway) and cuts stalled writes.
+func (pl *poller) scan(now int64) {
+	ka, wt := int64(pl.s.cfg.KeepAlive), int64(pl.s.cfg.WriteTimeout)
+	for i := range pl.table {
+		sh := &pl.table[i]
+		sh.mu.Lock()
+		for _, p := range sh.m {
+			expired := p.expiry != 0 && now >= p.expiry
+			var fl uint8
+			if b := p.blockedAt.Load(); b != 0 {
+				if now-b >= wt {
+					fl = flagStalled
+				}
+			} else if now-p.lastWrite.Load() >= ka {
+				fl = flagKeepAlive
+			}
+			if !expired && fl == 0 {
+				continue
+			}
+			p.c.mu.Lock()
+			if expired {
+				p.c.finishLocked(CondTokenExpired, 0)
+			}
+			if fl != 0 {
+				p.flags |= fl
+				p.scheduleLocked()
+			}
+			p.c.mu.Unlock()
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// stopPoller stops the poller's goroutines. Streams still parked are closed
+// without a final event (Drain tells them first); later streams are not
+// parked.
+func (s *Server) stopPoller() {
+	s.plOnce.Do(func() {})
+	pl := s.pl
+	if pl == nil {
+		return
+	}
+	close(pl.stop)
+	var one [8]byte
+	one[0] = 1
+	_, _ = unix.Write(pl.evfd, one[:])
+	pl.mu.Lock()
+	pl.stopped = true
+	pl.timer.Stop()
+	close(pl.wake)
+	pl.mu.Unlock()
+	pl.wg.Wait()
+	var left []*parked
+	for i := range pl.table {
+		sh := &pl.table[i]
+		sh.mu.Lock()
+		for _, p := range sh.m {
+			left = append(left, p)
+		}
+		sh.mu.Unlock()
+	}
+	for _, p := range left {
+		pl.closePark(p, "server-closed")
+	}
+	_ = unix.Close(pl.ep)
+	_ = unix.Close(pl.evfd)
+}

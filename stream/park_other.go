@@ -1,0 +1,30 @@
+//go:build !linux
+
+package stream
+
+import (
+	"net/http"
+	"time"
+)
+
+type parkResult int
+
+const (
+	notParked parkResult = iota
+	parkedOK
+	hijackedOnly
+)
+
+type poller struct{}
+
+// parked is the state of a parked stream; streams are parked on Linux only.
+type parked struct{}
+
+func (*parked) scheduleLocked() {}
+
+// park never parks here: every stream keeps its goroutine.
+func (s *Server) park(*http.ResponseController, *http.Request, *conn, *writer, time.Time) parkResult {
+	return notParked
+}
+
+func (s *Server) stopPoller() {}
