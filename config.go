@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -71,6 +72,11 @@ type Config struct {
 	Dev bool // development mode: generated secret, demo tenant, demo page
 }
 
+// MaxChannelsLimit is the highest SLUICE_MAX_CHANNELS: the cursor of a
+// stream names each of its channels in at most 47 bytes plus a separator, and
+// a cursor is at most 1024 bytes (SPEC §5).
+const MaxChannelsLimit = 21
+
 // setting is one configuration variable: its environment name, the flag
 // derived from it, its default and how it is stored.
 type setting struct {
@@ -115,6 +121,20 @@ func dur(p func(*Config) *time.Duration) func(*Config, string) error {
 	}
 }
 
+// posDur is dur for settings where zero makes no sense.
+func posDur(p func(*Config) *time.Duration) func(*Config, string) error {
+	set := dur(p)
+	return func(c *Config, v string) error {
+		if err := set(c, v); err != nil {
+			return err
+		}
+		if *p(c) == 0 {
+			return fmt.Errorf("must be more than zero: %q", v)
+		}
+		return nil
+	}
+}
+
 func num(p func(*Config) *int) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
@@ -143,11 +163,11 @@ var settings = []setting{
 	{"SLUICE_POSTGRES_URL", "", "PostgreSQL URL of the postgres membership source", str(func(c *Config) *string { return &c.PostgresURL })},
 	{"SLUICE_MEMBERSHIP_QUERY", "", "postgres membership query ($1 user, $2 tenant; a row means member)", str(func(c *Config) *string { return &c.MembershipQuery })},
 	{"SLUICE_MEMBERSHIP_TENANT_SETTING", "app.tenant_id", "setting set to the tenant (SET LOCAL) before the query, for row-level security", str(func(c *Config) *string { return &c.MembershipTenantSetting })},
-	{"SLUICE_MEMBERSHIP_CACHE_TTL", "5s", "how long postgres/http membership answers are cached", dur(func(c *Config) *time.Duration { return &c.MembershipCacheTTL })},
+	{"SLUICE_MEMBERSHIP_CACHE_TTL", "5s", "how long postgres/http membership answers are cached", posDur(func(c *Config) *time.Duration { return &c.MembershipCacheTTL })},
 	{"SLUICE_HISTORY_SIZE", "1000", "events kept per channel", num(func(c *Config) *int { return &c.HistorySize })},
-	{"SLUICE_HISTORY_TTL", "1h", "how long events are kept", dur(func(c *Config) *time.Duration { return &c.HistoryTTL })},
-	{"SLUICE_KEEPALIVE", "15s", "keep-alive comment interval", dur(func(c *Config) *time.Duration { return &c.KeepAlive })},
-	{"SLUICE_RETRY", "2s", "retry: sent to clients", dur(func(c *Config) *time.Duration { return &c.Retry })},
+	{"SLUICE_HISTORY_TTL", "1h", "how long events are kept", posDur(func(c *Config) *time.Duration { return &c.HistoryTTL })},
+	{"SLUICE_KEEPALIVE", "15s", "keep-alive comment interval", posDur(func(c *Config) *time.Duration { return &c.KeepAlive })},
+	{"SLUICE_RETRY", "2s", "retry: sent to clients", posDur(func(c *Config) *time.Duration { return &c.Retry })},
 	{"SLUICE_MAX_CHANNELS", "16", "channels per stream", num(func(c *Config) *int { return &c.MaxChannels })},
 	{"SLUICE_MAX_EVENT_BYTES", "65536", "compact data limit per event", num(func(c *Config) *int { return &c.MaxEventBytes })},
 	{"SLUICE_MAX_BODY_BYTES", "8388608", "request body limit of POST endpoints", func(c *Config, v string) error {
@@ -158,12 +178,12 @@ var settings = []setting{
 		c.MaxBodyBytes = n
 		return nil
 	}},
-	{"SLUICE_DRAIN_SPREAD", "10s", "upper bound of the retry hints sent when draining", dur(func(c *Config) *time.Duration { return &c.DrainSpread })},
-	{"SLUICE_DRAIN_TIMEOUT", "30s", "how long the drain may take", dur(func(c *Config) *time.Duration { return &c.DrainTimeout })},
-	{"SLUICE_RECHECK_INTERVAL", "60s", "membership recheck on open streams", dur(func(c *Config) *time.Duration { return &c.RecheckInterval })},
-	{"SLUICE_REVOCATION_TTL", "24h", "how long a revocation refuses older credentials", dur(func(c *Config) *time.Duration { return &c.RevocationTTL })},
+	{"SLUICE_DRAIN_SPREAD", "10s", "upper bound of the retry hints sent when draining", posDur(func(c *Config) *time.Duration { return &c.DrainSpread })},
+	{"SLUICE_DRAIN_TIMEOUT", "30s", "how long the drain may take", posDur(func(c *Config) *time.Duration { return &c.DrainTimeout })},
+	{"SLUICE_RECHECK_INTERVAL", "60s", "membership recheck on open streams", posDur(func(c *Config) *time.Duration { return &c.RecheckInterval })},
+	{"SLUICE_REVOCATION_TTL", "24h", "how long a revocation refuses older credentials", posDur(func(c *Config) *time.Duration { return &c.RevocationTTL })},
 	{"SLUICE_QUEUE_SIZE", "1024", "events buffered per stream before slow-consumer", num(func(c *Config) *int { return &c.QueueSize })},
-	{"SLUICE_WRITE_TIMEOUT", "10s", "how long one write to a stream may take", dur(func(c *Config) *time.Duration { return &c.WriteTimeout })},
+	{"SLUICE_WRITE_TIMEOUT", "10s", "how long one write to a stream may take", posDur(func(c *Config) *time.Duration { return &c.WriteTimeout })},
 	{"SLUICE_MAX_STREAMS_PER_USER", "64", "open streams per user of a tenant", num(func(c *Config) *int { return &c.MaxStreamsPerUser })},
 	{"SLUICE_MAX_STREAMS_PER_TENANT", "20000", "open streams per tenant on this instance", num(func(c *Config) *int { return &c.MaxStreamsPerTenant })},
 	{"SLUICE_CONN_RATE", "50", "new streams per second per client address", func(c *Config, v string) error {
@@ -305,8 +325,26 @@ func (c *Config) Validate() error {
 		c.MembershipTenantSetting = d.MembershipTenantSetting
 	}
 
-	if c.MaxChannels > 1024 {
-		return errors.New("SLUICE_MAX_CHANNELS: at most 1024")
+	if c.MaxChannels > MaxChannelsLimit {
+		// A cursor names every channel of its stream in at most 1024 bytes.
+		return fmt.Errorf("SLUICE_MAX_CHANNELS: at most %d (a cursor must name every channel within 1024 bytes)", MaxChannelsLimit)
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("SLUICE_ADDR: %q is not host:port", c.Addr)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("SLUICE_METRICS_ADDR: %q is not host:port", c.MetricsAddr)
+		}
+	}
+	for _, o := range c.AllowOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return fmt.Errorf("SLUICE_ALLOW_ORIGINS: %q is not an origin such as https://app.example.com", o)
+		}
 	}
 	if c.DrainSpread < c.Retry {
 		return errors.New("SLUICE_DRAIN_SPREAD: must be at least SLUICE_RETRY")

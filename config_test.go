@@ -48,6 +48,12 @@ func TestBadConfigFailsAtStart(t *testing.T) {
 		{map[string]string{"SLUICE_DRAIN_SPREAD": "1s"}, nil, "SLUICE_DRAIN_SPREAD"},
 		{map[string]string{"SLUICE_DJANGO_INGEST": "events_channel"}, nil, "SLUICE_DJANGO_INGEST"},
 		{nil, []string{"--keepalive", "soon"}, "keepalive"},
+		{map[string]string{"SLUICE_DRAIN_TIMEOUT": "0s"}, nil, "SLUICE_DRAIN_TIMEOUT"},
+		{map[string]string{"SLUICE_MAX_CHANNELS": "22"}, nil, "SLUICE_MAX_CHANNELS"},
+		{map[string]string{"SLUICE_ADDR": "bogus"}, nil, "SLUICE_ADDR"},
+		{map[string]string{"SLUICE_METRICS_ADDR": "bogus"}, nil, "SLUICE_METRICS_ADDR"},
+		{map[string]string{"SLUICE_ALLOW_ORIGINS": "not-an-origin"}, nil, "SLUICE_ALLOW_ORIGINS"},
+		{map[string]string{"SLUICE_TRUSTED_PROXIES": "10.0.0.0/33"}, nil, "SLUICE_TRUSTED_PROXIES"},
 		{nil, []string{"stray"}, "stray"},
 	}
 	for _, tc := range cases {

@@ -133,6 +133,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		g.dev = d
 	}
 	cfg = g.cfg
+	if n := len(cfg.JWTSecret); n > 0 && n < 32 {
+		g.log.Warn("SLUICE_JWT_SECRET is shorter than 32 bytes; use at least 32 random bytes")
+	}
 
 	bopts := broker.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL}
 	switch {

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -184,12 +186,31 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, v any) error 
 		if errors.As(err, &mbe) {
 			return problem.New(http.StatusRequestEntityTooLarge, problem.CodeBodyTooLarge, "the request body exceeds SLUICE_MAX_BODY_BYTES")
 		}
-		return problem.New(http.StatusBadRequest, problem.CodeInvalidJSON, "the body is not the expected JSON object: "+err.Error())
+		return problem.New(http.StatusBadRequest, problem.CodeInvalidJSON, "the body is not the expected JSON object: "+jsonError(err))
 	}
 	if dec.More() {
 		return problem.New(http.StatusBadRequest, problem.CodeInvalidJSON, "the body holds more than one JSON value")
 	}
 	return nil
+}
+
+// jsonError describes a decoding error in the request's terms, without Go
+// type names.
+func jsonError(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return "invalid JSON at byte " + strconv.FormatInt(se.Offset, 10)
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return "field " + te.Field + " must not be a JSON " + te.Value
+		}
+		return "expected a JSON object, not a " + te.Value
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body is empty or cut short"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
 func (g *Gateway) serveTicket(w http.ResponseWriter, r *http.Request) {

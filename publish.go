@@ -95,7 +95,7 @@ func (g *Gateway) validate(evs []Event) ([]event.Message, error) {
 			return nil, problem.New(http.StatusBadRequest, problem.CodeMalformedChan, at+"channel: "+err.Error())
 		}
 		if err := event.ValidType(e.Event); err != nil {
-			return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+"event: "+err.Error())
+			return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+err.Error())
 		}
 		if len(e.Data) == 0 {
 			return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+"data is required (any JSON value, null included)")

@@ -43,22 +43,22 @@ func run() error {
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("SLUICE_ADDR: %w", err)
 	}
-	srv := sluice.NewHTTPServer(gw.Handler())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "broker", cfg.Broker)
 	if h := gw.MetricsHandler(); h != nil && cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
-			return err
+			return fmt.Errorf("SLUICE_METRICS_ADDR: %w", err)
 		}
 		msrv := sluice.NewHTTPServer(h)
 		go func() { _ = msrv.Serve(mln) }()
 		defer msrv.Close()
 		log.Info("metrics listening", "addr", mln.Addr().String())
 	}
+	srv := sluice.NewHTTPServer(gw.Handler())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "broker", cfg.Broker)
 	if d, ok := gw.Dev(); ok {
 		sluice.PrintDev(os.Stdout, sluice.BaseURL(ln.Addr().String()), d)
 	}
