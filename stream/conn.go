@@ -43,8 +43,8 @@ type conn struct {
 	notify  chan struct{}  // cap 1: the queue went from empty to non-empty
 	end     chan struct{}  // closed when the stream must end
 	ended   atomic.Bool
-	cond    string // why, set before end is closed
-	retryMS int64  // shutting-down: the retry hint to send first
+	cond    string  // why, set before end is closed
+	retryMS int64   // shutting-down: the retry hint to send first
 	pk      *parked // set, under mu, once the stream is parked
 }
 

@@ -197,9 +197,25 @@ func (s *Server) poller() *poller {
 			s.cfg.Logger.Warn("streams will not be parked", "err", err)
 			return
 		}
-		s.pl = pl
+		s.pl.Store(pl)
 	})
-	return s.pl
+	return s.pl.Load()
+}
+
+// parkedCount returns the number of parked streams.
+func (s *Server) parkedCount() int {
+	pl := s.pl.Load()
+	if pl == nil {
+		return 0
+	}
+	n := 0
+	for i := range pl.table {
+		sh := &pl.table[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // park hijacks the connection of a stream whose opening block is flushed and
@@ -698,7 +714,7 @@ func (pl *poller) scan(now int64) {
 // parked.
 func (s *Server) stopPoller() {
 	s.plOnce.Do(func() {})
-	pl := s.pl
+	pl := s.pl.Load()
 	if pl == nil {
 		return
 	}

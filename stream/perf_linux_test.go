@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -13,9 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sluicehq/sluice/auth"
-	"github.com/sluicehq/sluice/broker"
-	"github.com/sluicehq/sluice/broker/memory"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
 )
@@ -23,43 +18,6 @@ import (
 // These benchmarks serve real streams over loopback TCP through net/http.
 // The clients are raw sockets read by one epoll loop, so that they hold no
 // Go memory and no goroutine each: what the heap grows by is the server's.
-
-const benchTenant = "3f1c2a9e-8d4b-4c1e-9a7f-0b5e6d7c8a91"
-
-type allowAll struct{}
-
-func (allowAll) Authenticate(*http.Request, auth.Options) (auth.Principal, error) {
-	return auth.Principal{User: "bench", Tenant: benchTenant, Kind: auth.KindAPIKey}, nil
-}
-func (allowAll) StillValid(context.Context, auth.Principal) error { return nil }
-func (allowAll) Check(context.Context, auth.Principal, []channel.Name) error {
-	return nil
-}
-
-type benchEnv struct {
-	s   *Server
-	b   *memory.Broker
-	srv *httptest.Server
-}
-
-func newBenchEnv(tb testing.TB) *benchEnv {
-	b := memory.New(broker.Options{})
-	key, _ := b.CursorKey(context.Background())
-	s, err := New(Config{Broker: b, Auth: allowAll{}, Gate: allowAll{}, Codec: event.NewCodec(key), QueueSize: 4096})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler(QueryChannels))
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Drain(ctx)
-		srv.Close()
-		s.Close()
-		_ = b.Close()
-	})
-	return &benchEnv{s: s, b: b, srv: srv}
-}
 
 // clients are raw loopback sockets holding one stream each, drained by a
 // single goroutine that counts the SSE blocks each one received.
@@ -251,4 +209,3 @@ func BenchmarkFanout(b *testing.B) {
 		})
 	}
 }
-

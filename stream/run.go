@@ -57,6 +57,11 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, c *conn, st start) 
 	}
 
 	setStreamHeaders(w.Header())
+	if r.ProtoMajor == 1 {
+		// The connection ends with the stream (a parked stream's is closed
+		// after its last chunk): clients must not pool it for reuse.
+		w.Header().Set("Connection", "close")
+	}
 	w.WriteHeader(http.StatusOK)
 	wr.buf = wr.appendOpen(wr.buf[:0], st)
 	for i, evs := range st.replay {

@@ -135,7 +135,7 @@ type Server struct {
 	stopOnce sync.Once
 
 	plOnce sync.Once
-	pl     *poller // serves parked streams; started by the first
+	pl     atomic.Pointer[poller] // serves parked streams; started by the first
 }
 
 // New returns a Server and starts its membership recheck loop; Close stops it.

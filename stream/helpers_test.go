@@ -1,0 +1,56 @@
+package stream
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/broker/memory"
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
+)
+
+const benchTenant = "3f1c2a9e-8d4b-4c1e-9a7f-0b5e6d7c8a91"
+
+type allowAll struct{}
+
+func (allowAll) Authenticate(*http.Request, auth.Options) (auth.Principal, error) {
+	return auth.Principal{User: "bench", Tenant: benchTenant, Kind: auth.KindAPIKey}, nil
+}
+func (allowAll) StillValid(context.Context, auth.Principal) error { return nil }
+func (allowAll) Check(context.Context, auth.Principal, []channel.Name) error {
+	return nil
+}
+
+type benchEnv struct {
+	s   *Server
+	b   *memory.Broker
+	srv *httptest.Server
+}
+
+func newBenchEnv(tb testing.TB, mutate ...func(*Config)) *benchEnv {
+	b := memory.New(broker.Options{})
+	key, _ := b.CursorKey(context.Background())
+	cfg := Config{Broker: b, Auth: allowAll{}, Gate: allowAll{}, Codec: event.NewCodec(key), QueueSize: 4096}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler(QueryChannels))
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Drain(ctx)
+		srv.Close()
+		s.Close()
+		_ = b.Close()
+	})
+	return &benchEnv{s: s, b: b, srv: srv}
+}

@@ -1,0 +1,192 @@
+package stream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
+)
+
+// lineStream reads an SSE response line by line in the background.
+type lineStream struct {
+	resp  *http.Response
+	lines chan string
+	err   chan error // the body's final read error (io.EOF: a clean end)
+}
+
+func openLines(t *testing.T, e *benchEnv, ch channel.Name) *lineStream {
+	t.Helper()
+	resp, err := http.Get(e.srv.URL + "/events?channel=" + ch.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	ls := &lineStream{resp: resp, lines: make(chan string, 4096), err: make(chan error, 1)}
+	go func() {
+		r := bufio.NewReader(resp.Body)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				ls.err <- err
+				close(ls.lines)
+				return
+			}
+			ls.lines <- strings.TrimSuffix(line, "\n")
+		}
+	}()
+	t.Cleanup(func() { resp.Body.Close() })
+	return ls
+}
+
+// until reads lines until one satisfies ok and returns the lines read.
+func (ls *lineStream) until(t *testing.T, d time.Duration, ok func(string) bool) []string {
+	t.Helper()
+	var got []string
+	timeout := time.After(d)
+	for {
+		select {
+		case l, open := <-ls.lines:
+			if !open {
+				t.Fatalf("stream ended; read %q", got)
+			}
+			got = append(got, l)
+			if ok(l) {
+				return got
+			}
+		case <-timeout:
+			t.Fatalf("timed out; read %q", got)
+		}
+	}
+}
+
+// end waits for the body to end and returns its final error.
+func (ls *lineStream) end(t *testing.T) error {
+	t.Helper()
+	for range ls.lines {
+	}
+	select {
+	case err := <-ls.err:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream did not end")
+		return nil
+	}
+}
+
+func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func publishN(t *testing.T, e *benchEnv, ch channel.Name, n int) {
+	t.Helper()
+	for i := range n {
+		msg := []event.Message{{Channel: ch, Type: "test.tick", Data: []byte(strconv.Itoa(i))}}
+		if _, err := e.b.Publish(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestParkedKeepAliveEventsAndDrain(t *testing.T) {
+	e := newBenchEnv(t, func(c *Config) { c.KeepAlive = 300 * time.Millisecond })
+	ch := channel.MustMake("test", benchTenant, "park")
+	ls := openLines(t, e, ch)
+	ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
+	eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
+
+	ls.until(t, 2*time.Second, func(l string) bool { return l == ": keep-alive" })
+	publishN(t, e, ch, 300) // faster than the coalescing window: shared writes
+	var datas []string
+	ls.until(t, 5*time.Second, func(l string) bool {
+		if d, ok := strings.CutPrefix(l, "data: "); ok {
+			datas = append(datas, d)
+		}
+		return len(datas) == 300
+	})
+	for i, d := range datas {
+		if d != strconv.Itoa(i) {
+			t.Fatalf("event %d carries %s: order or loss", i, d)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.s.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	got := ls.until(t, time.Second, func(l string) bool { return strings.HasPrefix(l, "data: {\"condition\"") })
+	// The retry hint, as the goroutine path writes it, then the final event.
+	if n := len(got); n < 4 || !strings.HasPrefix(got[n-4], "retry: ") || got[n-2] != "event: stream-error" ||
+		!strings.Contains(got[n-1], CondShuttingDown) {
+		t.Fatalf("drain wrote %q", got)
+	}
+	if err := ls.end(t); !errors.Is(err, io.EOF) {
+		t.Fatalf("body ended with %v, want a clean end of the chunked response", err)
+	}
+	if e.s.Open() != 0 || e.s.parkedCount() != 0 {
+		t.Fatalf("after the drain: %d open, %d parked", e.s.Open(), e.s.parkedCount())
+	}
+}
+
+func TestParkedClientGone(t *testing.T) {
+	e := newBenchEnv(t)
+	ch := channel.MustMake("test", benchTenant, "gone")
+	var streams []*lineStream
+	for range 3 {
+		ls := openLines(t, e, ch)
+		ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
+		streams = append(streams, ls)
+	}
+	eventually(t, 5*time.Second, "3 streams parked", func() bool { return e.s.parkedCount() == 3 })
+	for _, ls := range streams {
+		ls.resp.Body.Close()
+	}
+	eventually(t, 2*time.Second, "the streams close", func() bool { return e.s.Open() == 0 && e.s.parkedCount() == 0 })
+}
+
+func TestParkedRevokedAndSlowEndsAreWritten(t *testing.T) {
+	e := newBenchEnv(t, func(c *Config) { c.QueueSize = 4 })
+	ch := channel.MustMake("test", benchTenant, "end")
+	ls := openLines(t, e, ch)
+	ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
+	eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
+	// Within one coalescing window, more events than the queue holds: the
+	// stream ends as a slow consumer, and says so.
+	publishN(t, e, ch, 2)
+	publishN(t, e, ch, 10)
+	ls.until(t, 5*time.Second, func(l string) bool { return strings.Contains(l, CondSlowConsumer) })
+	if err := ls.end(t); !errors.Is(err, io.EOF) {
+		t.Fatalf("body ended with %v", err)
+	}
+	eventually(t, 2*time.Second, "the stream closes", func() bool { return e.s.Open() == 0 })
+}
+
+func TestCloseEndsParkedStreams(t *testing.T) {
+	e := newBenchEnv(t)
+	ch := channel.MustMake("test", benchTenant, "close")
+	ls := openLines(t, e, ch)
+	ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
+	eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
+	e.s.Close()
+	_ = ls.end(t)
+	if e.s.Open() != 0 {
+		t.Fatalf("%d streams open after Close", e.s.Open())
+	}
+}
