@@ -25,7 +25,7 @@ const (
 // the opening block. On HTTP/1.1 over TCP the stream is then parked (see
 // park_linux.go): the handler returns, no goroutine is left for the stream,
 // and pk is set; from then on Deliver and finish hand the stream to the
-// poller's writers instead of waking the handler through notify and end.
+// poller's writers instead of waking the handler through notify.
 type conn struct {
 	id    uint64 // registry shard key
 	p     auth.Principal
@@ -40,10 +40,9 @@ type conn struct {
 	mu      sync.Mutex
 	q       []*event.Event // pending events, at most max
 	spare   []*event.Event // the other buffer of the double buffer
-	notify  chan struct{}  // cap 1: the queue went from empty to non-empty
-	end     chan struct{}  // closed when the stream must end
+	notify  chan struct{}  // cap 1: events were queued or the stream must end; nil once parked
 	ended   atomic.Bool
-	cond    string  // why, set before end is closed
+	cond    string  // why the stream must end, set before notify
 	retryMS int64   // shutting-down: the retry hint to send first
 	pk      *parked // set, under mu, once the stream is parked
 }
@@ -59,7 +58,6 @@ func newConn(p auth.Principal, chans []channel.Name, max int) *conn {
 		chans:  chans,
 		max:    max,
 		notify: make(chan struct{}, 1),
-		end:    make(chan struct{}),
 	}
 }
 
@@ -86,10 +84,11 @@ func (c *conn) Deliver(ev *event.Event) {
 		c.mu.Unlock()
 		return
 	}
+	notify := c.notify
 	c.mu.Unlock()
 	if wake {
 		select {
-		case c.notify <- struct{}{}:
+		case notify <- struct{}{}:
 		default:
 		}
 	}
@@ -128,9 +127,13 @@ func (c *conn) finishLocked(cond string, retryMS int64) {
 	}
 	c.cond, c.retryMS = cond, retryMS
 	c.ended.Store(true)
-	close(c.end)
 	if c.pk != nil {
 		c.pk.scheduleLocked()
+		return
+	}
+	select {
+	case c.notify <- struct{}{}:
+	default: // a wake-up is pending already; the loop checks ended first
 	}
 }
 

@@ -2,9 +2,10 @@ package stream
 
 // Parking. Once its opening block is flushed, an HTTP/1.1 stream over a plain
 // socket is hijacked from net/http and handed to the Server's poller, and its
-// handler goroutine returns. A parked stream is its socket, its conn and
-// writer, and an entry in the poller's table: no goroutine, no timer, no
-// buffer. The response stays what net/http began: chunked transfer coding,
+// handler goroutine returns. A parked stream is a file descriptor, its conn
+// and writer, and an entry in the poller's table: no goroutine, no timer, no
+// buffer, not even a net.Conn (the poller keeps a duplicate of the socket's
+// descriptor and closes the net.Conn, which leaves Go's netpoller). The response stays what net/http began: chunked transfer coding,
 // one chunk per write, and the last chunk before the connection is closed.
 //
 // The poller runs a fixed set of goroutines for every parked stream:
@@ -30,12 +31,12 @@ package stream
 //     only by the writer servicing it, under c.mu, when nothing is left to
 //     do; while it is set, others only add flags, which that writer reads
 //     before it clears queued.
-//   - The poller owns the socket. Only the writer servicing a stream writes
-//     to it or closes it (closePark, once, after which the stream is out of
-//     the table and closed is set). The epoll loop reads from it only to
-//     discard what a client sends; net.Conn makes a Close concurrent with
-//     that read safe, and the loop finds streams by id, never by fd, so a
-//     reused descriptor is never mistaken for a closed stream.
+//   - The poller owns the descriptor. Only the writer servicing a stream
+//     writes to it, changes its epoll registration or closes it (closePark,
+//     once, under c.mu, setting closed). The epoll loop reads from it only to
+//     discard what a client sends, under c.mu and only while closed is
+//     unset, so it never reads a descriptor number that was closed and
+//     reused; it finds streams by id, never by descriptor.
 //   - pending and the writer state wr belong to the writer servicing the
 //     stream.
 //   - Lock order: poller table shard, then c.mu, then poller.mu.
@@ -81,8 +82,7 @@ const (
 type parked struct {
 	pl     *poller
 	c      *conn
-	nc     net.Conn
-	rc     syscall.RawConn
+	fd     int // non-blocking socket, owned by the poller
 	wr     *writer
 	opened time.Time
 	expiry int64 // credential expiry plus leeway, Unix ns; 0: never
@@ -234,26 +234,29 @@ func (s *Server) park(rc *http.ResponseController, r *http.Request, c *conn, wr 
 		return notParked
 	}
 	_ = nc.SetDeadline(time.Time{}) // the opening flush set one; writes never wait now
-	var raw syscall.RawConn
-	if sc, ok := nc.(syscall.Conn); ok {
-		raw, err = sc.SyscallConn()
-	}
-	if raw == nil || err != nil {
+	fd := dupSocket(nc)
+	if fd < 0 {
 		wr.out = &chunkOutput{nc: nc}
 		return hijackedOnly
 	}
+	_ = nc.Close() // the duplicate keeps the connection open
 	wr.out, wr.buf = nil, nil
-	p := &parked{pl: pl, c: c, nc: nc, rc: raw, wr: wr, opened: opened}
+	p := &parked{pl: pl, c: c, fd: fd, wr: wr, opened: opened}
 	if c.p.Expires() {
 		p.expiry = c.p.Expiry.Add(s.cfg.Leeway).UnixNano()
 	}
 	p.lastWrite.Store(time.Now().UnixNano())
 	if err := pl.add(p); err != nil {
-		wr.out = &chunkOutput{nc: nc}
-		return hijackedOnly
+		_ = unix.Close(fd)
+		s.cfg.Logger.Error("stream not parked", "err", err)
+		s.closed(c, wr, opened, "write-error")
+		s.detach(c)
+		s.active.Done()
+		return parkedOK // ended; the handler has nothing left to do
 	}
 	c.mu.Lock()
 	c.pk = p
+	c.notify = nil                    // the poller wakes itself
 	if len(c.q) > 0 || c.cond != "" { // arrived while the opening block was written
 		p.scheduleLocked()
 	}
@@ -279,6 +282,30 @@ func (pl *poller) add(p *parked) error {
 	return nil
 }
 
+// dupSocket returns a duplicate of nc's descriptor, or -1 when nc is not a
+// socket (or the descriptor is blocking, which a net.Conn's never is).
+func dupSocket(nc net.Conn) int {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	_ = rc.Control(func(s uintptr) {
+		fl, err := unix.FcntlInt(s, unix.F_GETFL, 0)
+		if err != nil || fl&unix.O_NONBLOCK == 0 {
+			return
+		}
+		if d, err := unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			fd = d
+		}
+	})
+	return fd
+}
+
 // control adds, modifies or removes p's epoll registration: always the
 // client's input and hang-up, edge-triggered, and extra (EPOLLOUT) when a
 // short write left bytes over.
@@ -286,12 +313,7 @@ func (p *parked) control(op int, extra uint32) error {
 	id := p.c.id
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET | extra,
 		Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-	var err error
-	cerr := p.rc.Control(func(fd uintptr) { err = unix.EpollCtl(p.pl.ep, op, int(fd), &ev) })
-	if cerr != nil {
-		return cerr
-	}
-	return err
+	return unix.EpollCtl(p.pl.ep, op, p.fd, &ev)
 }
 
 func (pl *poller) lookup(id uint64) *parked {
@@ -529,27 +551,19 @@ func (p *parked) unblock() {
 // write writes as much of b as the socket takes now, never waiting.
 func (p *parked) write(b []byte) (int, error) {
 	n := 0
-	var werr error
-	err := p.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, err := unix.Write(int(fd), b[n:])
-			switch {
-			case err == unix.EINTR:
-				continue
-			case err == unix.EAGAIN:
-				return true
-			case err != nil:
-				werr = err
-				return true
-			}
-			n += m
+	for n < len(b) {
+		m, err := unix.Write(p.fd, b[n:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return n, nil
+		case err != nil:
+			return n, err
 		}
-		return true
-	})
-	if err == nil {
-		err = werr
+		n += m
 	}
-	return n, err
+	return n, nil
 }
 
 // frameChunk turns buf, chunkRoom reserved bytes then the payload, into one
@@ -577,6 +591,7 @@ func (pl *poller) closePark(p *parked, reason string) {
 	c := p.c
 	c.mu.Lock()
 	p.closed = true
+	_ = unix.Close(p.fd) // also leaves the epoll set
 	clear(c.q)
 	c.q, c.spare = nil, nil
 	c.mu.Unlock()
@@ -584,8 +599,6 @@ func (pl *poller) closePark(p *parked, reason string) {
 	sh.mu.Lock()
 	delete(sh.m, c.id)
 	sh.mu.Unlock()
-	_ = p.control(unix.EPOLL_CTL_DEL, 0)
-	_ = p.nc.Close()
 	p.pending = nil
 	pl.s.closed(c, p.wr, p.opened, reason)
 	pl.s.detach(c)
@@ -617,37 +630,31 @@ func (pl *poller) epollLoop() {
 				continue // closed since
 			}
 			var fl uint8
-			if e.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				fl |= flagGone
-			} else if e.Events&unix.EPOLLIN != 0 && p.discardInput(scratch) {
-				fl |= flagGone
-			}
 			if e.Events&unix.EPOLLOUT != 0 {
 				fl |= flagWritable
 			}
+			p.c.mu.Lock()
+			if e.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				fl |= flagGone
+			} else if e.Events&unix.EPOLLIN != 0 && !p.closed && p.discardInput(scratch) {
+				fl |= flagGone
+			}
 			if fl != 0 {
-				p.c.mu.Lock()
 				p.flags |= fl
 				p.scheduleLocked()
-				p.c.mu.Unlock()
 			}
+			p.c.mu.Unlock()
 		}
 	}
 }
 
 // discardInput reads and drops what the client sent (an SSE client sends
 // nothing after its request) and reports whether the client is gone: EOF, an
-// error, or more input than any client has reason to send.
+// error, or more input than any client has reason to send. c.mu is held
+// and p is not closed.
 func (p *parked) discardInput(buf []byte) (gone bool) {
 	for range maxInput {
-		var n int
-		var err error
-		if cerr := p.rc.Read(func(fd uintptr) bool {
-			n, err = unix.Read(int(fd), buf)
-			return true
-		}); cerr != nil {
-			return true
-		}
+		n, err := unix.Read(p.fd, buf)
 		switch {
 		case err == unix.EAGAIN:
 			return false

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -162,6 +164,13 @@ func BenchmarkIdleStreams(b *testing.B) {
 				cl.waitBlocks(b, 1) // stream-open arrived everywhere
 				time.Sleep(100 * time.Millisecond)
 				after := heapAndStacks()
+				if path := os.Getenv("SLUICE_IDLE_HEAPPROFILE"); path != "" {
+					f, err := os.Create(path)
+					if err == nil {
+						_ = pprof.WriteHeapProfile(f)
+						f.Close()
+					}
+				}
 				b.ReportMetric(float64(int64(after)-int64(before))/float64(n), "B/conn")
 				b.ReportMetric(float64(runtime.NumGoroutine()), "goroutines")
 				cl.close()

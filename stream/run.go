@@ -166,16 +166,10 @@ func (s *Server) loop(done <-chan struct{}, c *conn, wr *writer) string {
 		case <-done:
 			return "client-gone"
 		case <-c.notify:
-			if c.ended.Load() {
-				continue // the end case decides what is still written
+			if !c.ended.Load() {
+				wr.appendQueued(c)
+				break
 			}
-			wr.appendQueued(c)
-		case <-ka.C:
-			wr.buf = append(wr.buf, event.KeepAlive...)
-		case <-expired:
-			c.finish(CondTokenExpired, 0)
-			continue
-		case <-c.end:
 			cond, retry := c.condition()
 			if cond == CondShuttingDown {
 				wr.appendQueued(c) // drain: deliver what is queued first
@@ -185,6 +179,11 @@ func (s *Server) loop(done <-chan struct{}, c *conn, wr *writer) string {
 			wr.buf = appendStreamError(wr.buf, cond)
 			_ = wr.flush()
 			return cond
+		case <-ka.C:
+			wr.buf = append(wr.buf, event.KeepAlive...)
+		case <-expired:
+			c.finish(CondTokenExpired, 0)
+			continue
 		}
 		if err := wr.flush(); err != nil {
 			return "write-error"
