@@ -50,6 +50,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -552,7 +553,7 @@ func (p *parked) unblock() {
 func (p *parked) write(b []byte) (int, error) {
 	n := 0
 	for n < len(b) {
-		m, err := unix.Write(p.fd, b[n:])
+		m, err := rawWrite(p.fd, b[n:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -564,6 +565,18 @@ func (p *parked) write(b []byte) (int, error) {
 		n += m
 	}
 	return n, nil
+}
+
+// rawWrite is write(2) without telling the scheduler: the descriptor is
+// non-blocking, so the call never waits, and a P kept through a few
+// microseconds in the kernel costs less than handing it off and back
+// (entersyscall/exitsyscall, sysmon retakes) for every write.
+func rawWrite(fd int, b []byte) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
 
 // frameChunk turns buf, chunkRoom reserved bytes then the payload, into one

@@ -212,6 +212,9 @@ func (wr *writer) appendQueued(c *conn) {
 }
 
 func (wr *writer) index(ch channel.Name) int {
+	if len(wr.chans) == 1 {
+		return 0 // the broker delivers only the channels subscribed
+	}
 	for i, c := range wr.chans {
 		if c == ch {
 			return i
