@@ -43,10 +43,11 @@ const (
 	CodeRateLimited      = "rate_limited"
 	CodeHeadersTooLarge  = "headers_too_large"
 	// 5xx
-	CodeInternal          = "internal_error"
-	CodeBrokerUnavailable = "broker_unavailable"
-	CodeDraining          = "draining"
-	CodeUpstream          = "upstream_error"
+	CodeInternal              = "internal_error"
+	CodeBrokerUnavailable     = "broker_unavailable"
+	CodeMembershipUnavailable = "membership_unavailable"
+	CodeDraining              = "draining"
+	CodeUpstream              = "upstream_error"
 )
 
 // Problem is an RFC 9457 problem detail. It implements error, so layers can

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/problem"
+	"github.com/sluicehq/sluice/tenant"
 )
 
 // ChannelsFunc resolves the channels a request may read (SPEC §3, layer 1):
@@ -184,12 +186,21 @@ func QueryChannels(r *http.Request, _ auth.Principal) ([]channel.Name, error) {
 func (s *Server) refuse(w http.ResponseWriter, err error) {
 	p, ok := problem.As(err)
 	if !ok {
-		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrClosed) || errors.Is(err, context.DeadlineExceeded):
 			p = problem.New(http.StatusServiceUnavailable, problem.CodeBrokerUnavailable, "the event broker is unavailable; retry later")
-		} else {
+		case errors.Is(err, tenant.ErrUnavailable):
+			// Fail closed: no stream without a membership answer.
+			s.cfg.Logger.Warn("stream refused: membership source unavailable", "err", err)
+			p = problem.New(http.StatusServiceUnavailable, problem.CodeMembershipUnavailable, "the membership source is unavailable; retry later")
+		default:
 			s.cfg.Logger.Error("stream refused on a fault", "err", err)
 			p = problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error")
 		}
+	}
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(ra.RetryAfter().Seconds())), 10))
 	}
 	s.cfg.Metrics.StreamRefused(p.Code)
 	problem.Write(w, p)
@@ -219,6 +230,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsF
 		return
 	}
 	ctx := r.Context()
+	// Revocations seen before authentication: one that lands between here and
+	// the registration below would find no stream to end, so it is checked
+	// again once the stream is registered.
+	seen := s.revs.Load()
 	p, err := s.cfg.Auth.Authenticate(r, auth.Options{Query: true})
 	if err != nil {
 		s.refuse(w, err)
@@ -255,7 +270,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsF
 
 	c := newConn(p, chans, s.cfg.QueueSize)
 	c.release = release
-	seen := s.revs.Load()
 	s.reg.add(c)
 	parked := false // once parked, the poller detaches c when the stream ends
 	defer func() {
@@ -285,11 +299,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsF
 		s.refuse(w, err)
 		return
 	}
+	// Counted before the drain check, so that Drain either waits for this
+	// stream or this stream sees the drain (and Add never races with Wait).
+	s.active.Add(1)        // done when the stream has been told why it ends
 	if s.draining.Load() { // the drain began while this stream was opening
 		s.writeDrain(w)
+		s.active.Done()
 		return
 	}
-	s.active.Add(1) // done when the stream has been told why it ends
 	if parked = s.run(w, r, c, st); !parked {
 		s.active.Done()
 	}
@@ -322,8 +339,12 @@ const (
 )
 
 func (s *Server) resume(ctx context.Context, r *http.Request, chans []channel.Name, heads []event.Position) (start, error) {
-	cursor := r.Header.Get("Last-Event-ID")
-	if cursor == "" {
+	// The header wins when present, even empty (an empty value means no
+	// cursor); the query is for clients that cannot set it.
+	var cursor string
+	if v, ok := r.Header["Last-Event-Id"]; ok && len(v) > 0 {
+		cursor = v[0]
+	} else {
 		cursor = r.URL.Query().Get("lastEventId")
 	}
 	if cursor == "" {
