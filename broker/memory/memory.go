@@ -60,7 +60,8 @@ type revEntry struct{ at, until time.Time }
 // events. mu also orders fan-out, so subscribers see publish order.
 type history struct {
 	mu    sync.Mutex
-	dead  bool // removed by the janitor; look the channel up again
+	dead  bool  // removed by the janitor; look the channel up again
+	used  int64 // last publish, head read or sweep that saw a subscriber (Unix ns)
 	epoch uint64
 	head  uint64
 	ring  []*event.Event // capacity HistorySize; ring[start] is the oldest
@@ -137,6 +138,7 @@ func (b *Broker) Publish(ctx context.Context, msgs []event.Message) ([]event.Pos
 	for i, m := range msgs {
 		h := b.lock(m.Channel.String(), true)
 		h.expire(now.Add(-b.opts.HistoryTTL).UnixNano())
+		h.used = now.UnixNano()
 		h.head++
 		ev := &event.Event{
 			Channel:   m.Channel,
@@ -156,7 +158,7 @@ func (b *Broker) Publish(ctx context.Context, msgs []event.Message) ([]event.Pos
 func (h *history) push(ev *event.Event, size int) {
 	switch {
 	case h.n == len(h.ring) && h.n < size: // full at its current length: grow
-		if h.start != 0 {
+		if h.start != 0 || cap(h.ring) == len(h.ring) { // grow, never past size
 			lin := make([]*event.Event, h.n, min(max(2*h.n, 16), size))
 			copy(lin, h.ring[h.start:])
 			copy(lin[len(h.ring)-h.start:], h.ring[:h.start])
@@ -224,6 +226,7 @@ func (b *Broker) Heads(_ context.Context, chans []channel.Name) ([]event.Positio
 		// Creating the channel fixes its epoch, so that a cursor naming
 		// offset 0 stays valid once events arrive.
 		h := b.lock(ch.String(), true)
+		h.used = b.opts.Now().UnixNano()
 		out[i] = event.Position{Epoch: h.epoch, Offset: h.head}
 		h.mu.Unlock()
 	}
@@ -341,8 +344,8 @@ func (b *Broker) Close() error {
 	return nil
 }
 
-// janitor periodically forgets what has expired: channels with no retained
-// event and no local subscriber, tickets, revocations.
+// janitor periodically forgets what has expired: channels idle for a whole
+// HistoryTTL (no retained event, no local subscriber), tickets, revocations.
 func (b *Broker) janitor() {
 	defer close(b.done)
 	every := min(b.opts.HistoryTTL/2, time.Minute)
@@ -367,12 +370,14 @@ func (b *Broker) sweep() {
 		for name, h := range sh.chans {
 			h.mu.Lock()
 			h.expire(cutoff)
-			if h.n == 0 {
-				ch, err := channel.Parse(name)
-				if err == nil && !b.hub.Has(ch) {
-					h.dead = true
-					delete(sh.chans, name)
-				}
+			// A channel is forgotten only once it has held nothing and had
+			// no reader for a whole HistoryTTL: a cursor taken before that
+			// (even at offset 0, nothing published) still resumes.
+			if ch, err := channel.Parse(name); err == nil && b.hub.Has(ch) {
+				h.used = now.UnixNano()
+			} else if h.n == 0 && h.used < cutoff {
+				h.dead = true
+				delete(sh.chans, name)
 			}
 			h.mu.Unlock()
 		}

@@ -106,6 +106,35 @@ func TestSweepForgetsIdleChannels(t *testing.T) {
 	}
 }
 
+// known reports whether b holds state for ch, without touching it.
+func known(b *Broker, ch channel.Name) bool {
+	sh := b.shard(ch.String())
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.chans[ch.String()] != nil
+}
+
+// A channel that was only read (a stream opened, nothing published) keeps
+// its epoch for a whole HistoryTTL after the last reader left, so a cursor
+// at offset 0 resumes without a reset.
+func TestSweepKeepsRecentlyReadChannels(t *testing.T) {
+	c := &clock{now: time.Now()}
+	b := New(broker.Options{HistoryTTL: time.Minute, Now: c.Now})
+	defer b.Close()
+	ch := channel.MustMake("test", tenant, "read-only")
+	h := head(t, b, ch)
+	c.Add(30 * time.Second)
+	b.sweep()
+	if _, ok, _ := b.Since(context.Background(), ch, h, 10); !ok {
+		t.Fatal("a cursor at offset 0 of a recently read channel was not resumable")
+	}
+	c.Add(31 * time.Second)
+	b.sweep()
+	if known(b, ch) {
+		t.Fatal("a channel idle for a whole HistoryTTL was kept")
+	}
+}
+
 // The janitor goroutine runs the sweep by itself.
 func TestJanitorRuns(t *testing.T) {
 	c := &clock{now: time.Now()}
@@ -118,6 +147,12 @@ func TestJanitorRuns(t *testing.T) {
 	}
 	c.Add(time.Hour)
 	deadline := time.Now().Add(10 * time.Second)
+	for known(b, ch) { // (Heads would count as a use and keep it)
+		if time.Now().After(deadline) {
+			t.Fatal("janitor did not forget the idle channel")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for head(t, b, ch).Epoch == p.Epoch {
 		if time.Now().After(deadline) {
 			t.Fatal("janitor did not forget the idle channel")
