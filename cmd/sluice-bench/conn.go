@@ -60,7 +60,7 @@ func (b *bench) subscribe(ctx context.Context, s *sub, onOpen func()) error {
 
 	var req bytes.Buffer
 	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nAccept: text/event-stream\r\n",
-		b.paths[s.ch], b.host, b.token)
+		b.paths[s.ch], b.host, b.tokens[s.idx%len(b.tokens)])
 	if len(s.lastID) > 0 {
 		fmt.Fprintf(&req, "Last-Event-ID: %s\r\n", s.lastID)
 	}

@@ -10,6 +10,7 @@
 // Shapes:
 //
 //	idle           open --streams streams and hold them; report server RSS per stream
+//	               (hold 130s or more: the Go runtime forces a GC every 2 minutes)
 //	fanout         --streams subscribers on one channel, --rate events/s published to it
 //	many-channels  --streams streams each on its own channel, --rate events/s round-robin
 //	churn          --streams streams; --churn of them per second closed and reopened
@@ -38,6 +39,7 @@ type config struct {
 	secret     string
 	tenant     string
 	user       string
+	users      int
 	publishKey string
 	shape      string
 	streams    int
@@ -58,7 +60,8 @@ func main() {
 	fs.StringVar(&c.url, "url", "http://127.0.0.1:8080", "base URL of the Sluice server (loopback only)")
 	fs.StringVar(&c.secret, "secret", os.Getenv("SLUICE_JWT_SECRET"), "HS256 secret to mint subscriber JWTs (default $SLUICE_JWT_SECRET)")
 	fs.StringVar(&c.tenant, "tenant", "3f1c2a4e-1b2c-4d5e-8f90-123456789abc", "tenant UUID (tenant_id claim and channel names)")
-	fs.StringVar(&c.user, "user", "bench", "user id (sub claim)")
+	fs.StringVar(&c.user, "user", "bench", "user id (sub claim); with several users, <user>-<n>")
+	fs.IntVar(&c.users, "users", 0, "distinct subscriber users, streams spread over them (default: one per stream, so that per-user stream limits hold)")
 	fs.StringVar(&c.publishKey, "publish-key", os.Getenv("SLUICE_BENCH_PUBLISH_KEY"), "publisher key for POST /publish (default $SLUICE_BENCH_PUBLISH_KEY)")
 	fs.StringVar(&c.shape, "shape", "fanout", "load shape: idle, fanout, many-channels, churn, resume-storm")
 	fs.IntVar(&c.streams, "streams", 100, fmt.Sprintf("number of streams (at most %d)", maxStreams))

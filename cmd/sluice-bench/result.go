@@ -46,13 +46,22 @@ type result struct {
 	CPUus            int64   `json:"server_cpu_us"`
 	CPUPerDelivery   float64 `json:"server_cpu_us_per_delivery"`
 	CPUCorePct       float64 `json:"server_cpu_core_pct"`
+	// Kernel TCP buffer memory of the whole machine (/proc/net/sockstat, both
+	// ends of every loopback connection), not part of the server's RSS.
+	KernelTCPBeforeKB   int64   `json:"kernel_tcp_mem_before_kb"`
+	KernelTCPAfterKB    int64   `json:"kernel_tcp_mem_after_kb"`
+	KernelTCPPerStreamB float64 `json:"kernel_tcp_mem_per_stream_b"`
+	// The load tool's own CPU over the measured phase: near 100 % of its
+	// core, the latencies measure the tool as much as the server.
+	ClientCPUCorePct float64 `json:"client_cpu_core_pct"`
 }
 
 // outputFields lists the JSON fields for --help.
 const outputFields = "streams streams_opened errors resets stream_errors churn_opens publish_requests " +
 	"publish_errors events_published deliveries deliveries_per_s latency_{p50,p90,p99,max}_us lost duplicated " +
 	"open_{p50,p99}_ms churn_open_p99_ms resume_first_{p50,p99,max}_ms measured_s server_rss_{before,settled,after}_kb " +
-	"server_rss_per_stream_b server_cpu_us server_cpu_us_per_delivery server_cpu_core_pct (-1: not measured)"
+	"server_rss_per_stream_b server_cpu_us server_cpu_us_per_delivery server_cpu_core_pct " +
+	"kernel_tcp_mem_{before,after}_kb kernel_tcp_mem_per_stream_b client_cpu_core_pct (-1: not measured)"
 
 func (b *bench) fill(r *result, subs []*sub, p0, p1, p2 proc, began time.Time, wall time.Duration) {
 	var all histogram
@@ -133,6 +142,43 @@ func (r *result) summary(w io.Writer, c config) {
 		fmt.Fprintf(w, "  server: RSS %d → %d kB (%.0f B/stream), CPU %.1f%% of a core, %.2f µs/delivery\n",
 			r.RSSBeforeKB, r.RSSAfterKB, r.RSSPerStreamB, r.CPUCorePct, r.CPUPerDelivery)
 	}
+	if r.ClientCPUCorePct >= 0 {
+		fmt.Fprintf(w, "  load tool: CPU %.1f%% of a core\n", r.ClientCPUCorePct)
+	}
+	if r.KernelTCPAfterKB >= 0 {
+		fmt.Fprintf(w, "  kernel TCP memory (both ends, whole machine): %d → %d kB (%.0f B/stream)\n",
+			r.KernelTCPBeforeKB, r.KernelTCPAfterKB, r.KernelTCPPerStreamB)
+	}
+}
+
+// readSockstat returns the kernel's TCP buffer memory in kB ("TCP: … mem
+// <pages>" of /proc/net/sockstat), -1 when unreadable.
+func readSockstat() int64 {
+	raw, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return -1
+	}
+	return parseSockstat(raw, int64(os.Getpagesize()))
+}
+
+func parseSockstat(raw []byte, page int64) int64 {
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		rest, ok := strings.CutPrefix(line, "TCP:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		for i := 0; i+1 < len(f); i += 2 {
+			if f[i] == "mem" {
+				n, err := strconv.ParseInt(f[i+1], 10, 64)
+				if err != nil {
+					return -1
+				}
+				return n * page / 1024
+			}
+		}
+	}
+	return -1
 }
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every

@@ -23,14 +23,14 @@ import (
 const lanes = 16 // latency histogram shards
 
 type bench struct {
-	cfg   config
-	ip    net.IP
-	addr  string   // ip:port to dial
-	host  string   // Host header
-	paths []string // request path and query per channel
-	chans []string
-	token string
-	hc    *http.Client
+	cfg    config
+	ip     net.IP
+	addr   string   // ip:port to dial
+	host   string   // Host header
+	paths  []string // request path and query per channel
+	chans  []string
+	tokens []string // subscriber JWTs, one per user; stream i uses tokens[i%len]
+	hc     *http.Client
 
 	nextSrc atomic.Uint32
 
@@ -62,12 +62,24 @@ func newBench(c config) (*bench, error) {
 	}
 	b := &bench{cfg: c, ip: ip, addr: net.JoinHostPort(ip.String(), port), host: u.Host, errs: map[string]int{}}
 	now := time.Now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": c.user, "tenant_id": c.tenant, "iat": now.Unix(),
-		"exp": now.Add(c.deadline + time.Minute).Unix(),
-	})
-	if b.token, err = tok.SignedString([]byte(c.secret)); err != nil {
-		return nil, err
+	users := c.users
+	if users <= 0 || users > c.streams {
+		users = c.streams
+	}
+	for i := range users {
+		sub := c.user
+		if users > 1 {
+			sub += "-" + strconv.Itoa(i)
+		}
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": sub, "tenant_id": c.tenant, "iat": now.Unix(),
+			"exp": now.Add(c.deadline + time.Minute).Unix(),
+		})
+		s, err := tok.SignedString([]byte(c.secret))
+		if err != nil {
+			return nil, err
+		}
+		b.tokens = append(b.tokens, s)
 	}
 	nch := 1
 	if c.shape == "many-channels" {
@@ -315,6 +327,7 @@ func run(parent context.Context, c config) (*result, error) {
 	defer cancel()
 
 	r := &result{Streams: int64(c.streams)}
+	k0 := readSockstat()
 	p0, _ := readProc(c.pid)
 	subs := newSubs(c.streams, c.shape == "many-channels", &b.openLat)
 	defer stopAll(subs)
@@ -324,6 +337,7 @@ func run(parent context.Context, c config) (*result, error) {
 	r.StreamsOpened = b.opened.Load()
 	sleep(ctx, c.settle)
 	p1, _ := readProc(c.pid)
+	self1, _ := readProc(os.Getpid())
 	began := time.Now()
 
 	switch c.shape {
@@ -355,11 +369,21 @@ func run(parent context.Context, c config) (*result, error) {
 	}
 	wall := time.Since(began)
 	p2, _ := readProc(c.pid)
+	self2, _ := readProc(os.Getpid())
+	k2 := readSockstat()
 	stopAll(subs)
 	if ctx.Err() != nil && parent.Err() == nil {
 		fmt.Fprintln(os.Stderr, "sluice-bench: hard deadline reached; results are partial")
 	}
 	b.fill(r, subs, p0, p1, p2, began, wall)
+	r.KernelTCPBeforeKB, r.KernelTCPAfterKB = k0, k2
+	r.ClientCPUCorePct = -1
+	if self1.ok && self2.ok && wall > 0 {
+		r.ClientCPUCorePct = round(float64((self2.cpuTicks-self1.cpuTicks)*1e6/clockTicks) / float64(wall.Microseconds()) * 100)
+	}
+	if k0 >= 0 && k2 >= 0 && r.StreamsOpened > 0 {
+		r.KernelTCPPerStreamB = round(float64(k2-k0) * 1024 / float64(r.StreamsOpened))
+	}
 	b.errMu.Lock()
 	defer b.errMu.Unlock()
 	for k, v := range b.errs {

@@ -107,3 +107,13 @@ func TestPayload(t *testing.T) {
 		t.Fatal("jsonInt")
 	}
 }
+
+func TestParseSockstat(t *testing.T) {
+	raw := []byte("sockets: used 31\nTCP: inuse 11 orphan 0 tw 4 alloc 14 mem 237\nUDP: inuse 0 mem 0\n")
+	if got := parseSockstat(raw, 4096); got != 237*4 {
+		t.Fatalf("got %d kB, want %d", got, 237*4)
+	}
+	if got := parseSockstat([]byte("UDP: inuse 0 mem 3\n"), 4096); got != -1 {
+		t.Fatalf("no TCP line: got %d", got)
+	}
+}

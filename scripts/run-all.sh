@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every shape of docs/benchmarks.md in turn (about 20 minutes) and
+# writes bench-results/*.jsonl; scripts/plot.py turns them into SVG.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bin=${BIN:-/tmp/sluicebench}
+mkdir -p "$bin"
+go build -o "$bin/sluice" ./cmd/sluice
+go build -o "$bin/sluice-bench" ./cmd/sluice-bench
+b=scripts/bench.sh
+only=${ONLY:-idle fanout sweep channels storm}
+
+for part in $only; do
+	case $part in
+	idle) # memory per idle stream; hold > 2 min so that the runtime's forced GC ran
+		rm -f bench-results/idle.jsonl
+		for n in 2000 5000 10000 19000; do
+			$b idle-$n idle.jsonl --shape idle --streams $n --ramp 1000 --duration 130s >/dev/null
+		done ;;
+	fanout)
+		rm -f bench-results/fanout.jsonl
+		for i in 1 2 3; do
+			$b fanout-1000x200 fanout.jsonl --shape fanout --streams 1000 --rate 200 --duration 20s >/dev/null
+		done
+		$b fanout-10000x10 fanout.jsonl --shape fanout --streams 10000 --rate 10 --duration 20s >/dev/null
+		$b fanout-10000x20 fanout.jsonl --shape fanout --streams 10000 --rate 20 --duration 20s >/dev/null ;;
+	sweep) # p99 against deliveries/s, 1000 subscribers
+		rm -f bench-results/sweep.jsonl
+		for r in 100 200 400 600 800 1000 1200; do
+			$b sweep-1000x$r sweep.jsonl --shape fanout --streams 1000 --rate $r --duration 15s >/dev/null
+		done ;;
+	channels)
+		rm -f bench-results/channels.jsonl
+		$b channels-5000x1000 channels.jsonl --shape many-channels --streams 5000 --rate 1000 --duration 20s >/dev/null ;;
+	storm)
+		rm -f bench-results/storm.jsonl
+		$b storm-5000 storm.jsonl --shape resume-storm --streams 5000 --events 100 --settle 5s >/dev/null ;;
+	esac
+done
