@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Plots sluice-bench results as SVG, with the standard library only.
 
-    python3 scripts/plot.py            # reads bench-results/*.jsonl, writes docs/img/*.svg
+    python3 scripts/plot.py            # reads bench-results/*.jsonl, writes bench-results/*.svg
 
 Each line of a bench-results/*.jsonl file is {"label", "args", "result"},
 written by scripts/bench.sh; "result" is sluice-bench's JSON line.
@@ -14,7 +14,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench-results")
-OUT = os.path.join(ROOT, "docs", "img")
+OUT = RESULTS
 
 W, H = 640, 400
 LEFT, RIGHT, TOP, BOTTOM = 72, 24, 40, 56
@@ -110,12 +110,14 @@ def main():
     idle = load("idle.jsonl")
     if idle:
         rss = [(r["result"]["streams_opened"], r["result"]["server_rss_per_stream_b"]) for r in idle]
-        kern = [(r["result"]["streams_opened"], r["result"]["kernel_tcp_mem_per_stream_b"]) for r in idle
-                if r["result"]["kernel_tcp_mem_per_stream_b"] >= 0]
+        # sockstat is machine-wide and moves with other sockets' buffers:
+        # a negative growth is drawn as 0.
+        kern = [(r["result"]["streams_opened"], max(0, r["result"]["kernel_tcp_mem_per_stream_b"])) for r in idle
+                if r["result"]["kernel_tcp_mem_after_kb"] >= 0]
         write("memory-per-stream.svg", chart(
             "Memory per idle stream (memory broker, server on one core)",
             "open streams", "bytes per stream",
-            [("server RSS growth / stream", rss), ("kernel TCP memory / stream (both ends)", kern)],
+            [("server RSS growth / stream", rss), ("kernel TCP buffer memory / stream (sockstat, both ends)", kern)],
             hlines=[(4096, "target 4 KiB (RSS)")]))
     sweep = load("sweep.jsonl") + [r for r in load("fanout.jsonl") if r["label"].startswith("fanout-1000x")]
     fan10k = [r for r in load("fanout.jsonl") if r["label"].startswith("fanout-10000x")]
