@@ -42,6 +42,7 @@ package stream
 //   - Lock order: poller table shard, then c.mu, then poller.mu.
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"runtime"
@@ -147,8 +148,22 @@ type poller struct {
 	timer   *time.Timer
 	stopped bool
 
+	// life orders add against stopPoller: once stopping is set (under the
+	// write lock) no stream is added, so the final sweep closes them all
+	// and the epoll instance is never used after it is closed.
+	life     sync.RWMutex
+	stopping bool
+
 	stop chan struct{}
 	wg   sync.WaitGroup
+}
+
+var errStopping = errors.New("stream: the server is closed")
+
+func (pl *poller) isStopping() bool {
+	pl.life.RLock()
+	defer pl.life.RUnlock()
+	return pl.stopping
 }
 
 type delayedPark struct {
@@ -227,7 +242,7 @@ func (s *Server) park(rc *http.ResponseController, r *http.Request, c *conn, wr 
 		return notParked
 	}
 	pl := s.poller()
-	if pl == nil {
+	if pl == nil || pl.isStopping() { // after Close, streams keep their goroutine
 		return notParked
 	}
 	nc, _, err := rc.Hijack() // unread client bytes in the reader are dropped
@@ -247,10 +262,14 @@ func (s *Server) park(rc *http.ResponseController, r *http.Request, c *conn, wr 
 		p.expiry = c.p.Expiry.Add(s.cfg.Leeway).UnixNano()
 	}
 	p.lastWrite.Store(time.Now().UnixNano())
-	if err := pl.add(p); err != nil {
+	if err := pl.add(p); err != nil { // the connection is ours: end it
 		_ = unix.Close(fd)
-		s.cfg.Logger.Error("stream not parked", "err", err)
-		s.closed(c, wr, opened, "write-error")
+		reason := "server-closed"
+		if !errors.Is(err, errStopping) {
+			reason = "write-error"
+			s.cfg.Logger.Error("stream not parked", "err", err)
+		}
+		s.closed(c, wr, opened, reason)
 		s.detach(c)
 		s.active.Done()
 		return parkedOK // ended; the handler has nothing left to do
@@ -269,6 +288,11 @@ func (pl *poller) shard(id uint64) int { return int(id % uint64(len(pl.table))) 
 
 // add registers p in the table and with epoll.
 func (pl *poller) add(p *parked) error {
+	pl.life.RLock()
+	defer pl.life.RUnlock()
+	if pl.stopping {
+		return errStopping
+	}
 	id := p.c.id
 	sh := &pl.table[pl.shard(id)]
 	sh.mu.Lock()
@@ -738,6 +762,9 @@ func (s *Server) stopPoller() {
 	if pl == nil {
 		return
 	}
+	pl.life.Lock()
+	pl.stopping = true
+	pl.life.Unlock()
 	close(pl.stop)
 	var one [8]byte
 	one[0] = 1

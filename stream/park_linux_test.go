@@ -189,4 +189,13 @@ func TestCloseEndsParkedStreams(t *testing.T) {
 	if e.s.Open() != 0 {
 		t.Fatalf("%d streams open after Close", e.s.Open())
 	}
+
+	// A stream opened after Close keeps its goroutine, and works.
+	late := openLines(t, e, ch)
+	late.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
+	publishN(t, e, ch, 1)
+	late.until(t, 5*time.Second, func(l string) bool { return l == "data: 0" })
+	if n := e.s.parkedCount(); n != 0 {
+		t.Fatalf("%d streams parked after Close", n)
+	}
 }
