@@ -7,6 +7,7 @@ package broker
 import (
 	"context"
 	"errors"
+	mrand "math/rand/v2"
 	"time"
 
 	"github.com/sluicehq/sluice/auth"
@@ -114,4 +115,15 @@ func (o Options) WithDefaults() Options {
 		o.Now = time.Now
 	}
 	return o
+}
+
+// NewEpoch returns a random non-zero epoch for a channel whose history
+// starts (again): positions of any earlier history can then never be
+// mistaken for positions of the new one.
+func NewEpoch() uint64 {
+	for {
+		if e := mrand.Uint64(); e != 0 {
+			return e
+		}
+	}
 }

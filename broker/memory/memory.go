@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"hash/maphash"
-	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,7 +104,7 @@ func (b *Broker) lock(ch string, create bool) *history {
 				sh.mu.Unlock()
 				return nil
 			}
-			h = &history{epoch: newEpoch(), ring: make([]*event.Event, 0, min(b.opts.HistorySize, 16))}
+			h = &history{epoch: broker.NewEpoch(), ring: make([]*event.Event, 0, min(b.opts.HistorySize, 16))}
 			sh.chans[ch] = h
 		}
 		sh.mu.Unlock()
@@ -114,14 +113,6 @@ func (b *Broker) lock(ch string, create bool) *history {
 			return h
 		}
 		h.mu.Unlock()
-	}
-}
-
-func newEpoch() uint64 {
-	for {
-		if e := mrand.Uint64(); e != 0 {
-			return e
-		}
 	}
 }
 

@@ -45,7 +45,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -207,14 +206,6 @@ func (b *Broker) pubsubName(ch string) string {
 	return b.prefix + "ch:" + ch
 }
 
-func newEpoch() uint64 {
-	for {
-		if e := mrand.Uint64(); e != 0 {
-			return e
-		}
-	}
-}
-
 // fail wraps a Redis error: the caller's own cancellation as it is, anything
 // else as broker.ErrUnavailable.
 func (b *Broker) fail(ctx context.Context, op string, err error) error {
@@ -291,7 +282,7 @@ func (b *Broker) Publish(ctx context.Context, msgs []event.Message) ([]event.Pos
 		ch := m.Channel.String()
 		execs[i] = valkey.LuaExec{
 			Keys: []string{b.metaKey(ch), b.streamKey(ch)},
-			Args: []string{strconv.FormatUint(newEpoch(), 10), b.pubsubName(ch), m.Type, string(m.Data), now, size, ttl},
+			Args: []string{strconv.FormatUint(broker.NewEpoch(), 10), b.pubsubName(ch), m.Type, string(m.Data), now, size, ttl},
 		}
 	}
 	res := b.execMulti(ctx, publish, execs)
@@ -349,7 +340,7 @@ func (b *Broker) Heads(ctx context.Context, chans []channel.Name) ([]event.Posit
 	for i, ch := range chans {
 		execs[i] = valkey.LuaExec{
 			Keys: []string{b.metaKey(ch.String()), b.streamKey(ch.String())},
-			Args: []string{strconv.FormatUint(newEpoch(), 10), ttl},
+			Args: []string{strconv.FormatUint(broker.NewEpoch(), 10), ttl},
 		}
 	}
 	out := make([]event.Position, len(chans))
