@@ -497,8 +497,9 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 		}
 		payload := len(wr.buf) - chunkRoom
 		final := cond != ""
-		out := frameChunk(wr.buf, final)
-		buf, wr.buf = wr.buf[:0], nil
+		full, start := frameChunk(wr.buf, final)
+		out := full[start:]
+		buf, wr.buf = full[:0], nil
 		if cap(buf) > 1<<20 {
 			buf = nil // do not keep a burst's buffer
 		}
@@ -604,9 +605,10 @@ func rawWrite(fd int, b []byte) (int, error) {
 }
 
 // frameChunk turns buf, chunkRoom reserved bytes then the payload, into one
-// chunk, followed by the last chunk when final, and returns the bytes to
-// write (none for an empty payload that is not final).
-func frameChunk(buf []byte, final bool) []byte {
+// chunk, followed by the last chunk when final. It returns the buffer (which
+// appending may have moved) and where the bytes to write start in it:
+// nothing is to be written for an empty payload that is not final.
+func frameChunk(buf []byte, final bool) ([]byte, int) {
 	start := chunkRoom
 	if n := len(buf) - chunkRoom; n > 0 {
 		var room [chunkRoom]byte
@@ -618,7 +620,7 @@ func frameChunk(buf []byte, final bool) []byte {
 	if final {
 		buf = append(buf, lastChunk...)
 	}
-	return buf[start:]
+	return buf, start
 }
 
 // closePark ends a parked stream: the socket is closed and everything the

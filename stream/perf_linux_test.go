@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
 )
@@ -215,6 +216,52 @@ func BenchmarkFanout(b *testing.B) {
 			el := b.Elapsed()
 			b.ReportMetric(float64(el.Nanoseconds())/float64(int64(b.N)*int64(n)), "ns/delivery")
 			cl.close()
+		})
+	}
+}
+
+// BenchmarkDeliverPath is the Go work of one delivery on a parked stream,
+// without the socket: the broker's Deliver (enqueue), then the writer
+// appending the shared frame and framing the chunk. Steady state allocates
+// nothing; channels=4 assembles the multi-channel cursor per stream.
+func BenchmarkDeliverPath(b *testing.B) {
+	codec := event.NewCodec([]byte("bench-key"))
+	for _, nch := range []int{1, 4} {
+		b.Run(fmt.Sprintf("channels=%d", nch), func(b *testing.B) {
+			chans := make([]channel.Name, nch)
+			pos := make([]event.Position, nch)
+			for i := range chans {
+				chans[i] = channel.MustMake("bench", benchTenant, fmt.Sprint("c", i))
+				pos[i] = event.Position{Epoch: 7}
+			}
+			s := &Server{cfg: Config{Codec: codec}}
+			s.cfg.defaults()
+			c := newConn(auth.Principal{}, chans, 1<<20)
+			wr := &writer{s: s, chans: chans, pos: pos}
+			if nch > 1 {
+				wr.segs = make([]string, nch)
+				for i, ch := range chans {
+					wr.segs[i] = codec.Segment(ch, pos[i])
+				}
+			}
+			const batch = 4 // events per write, as coalescing gives at 200/s
+			evs := make([]*event.Event, 4096)
+			for i := range evs {
+				evs[i] = &event.Event{Channel: chans[i%nch], Type: "bench.tick", Data: []byte(`{"seq":1234567,"ts":1763845200123456789}`)}
+			}
+			var buf []byte
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				ev := evs[i%len(evs)]
+				ev.Pos = event.Position{Epoch: 7, Offset: uint64(i + 1)} // fresh position: not a replayed duplicate
+				c.Deliver(ev)
+				if (i+1)%batch == 0 {
+					wr.buf = append(buf[:0], make([]byte, chunkRoom)...)
+					wr.appendQueued(c)
+					full, _ := frameChunk(wr.buf, false)
+					buf = full[:0]
+				}
+			}
 		})
 	}
 }
