@@ -592,12 +592,17 @@ func (p *parked) write(b []byte) (int, error) {
 	return n, nil
 }
 
-// rawWrite is write(2) without telling the scheduler: the descriptor is
-// non-blocking, so the call never waits, and a P kept through a few
-// microseconds in the kernel costs less than handing it off and back
-// (entersyscall/exitsyscall, sysmon retakes) for every write.
+// rawWrite is send(2) without telling the scheduler: the call never waits
+// (MSG_DONTWAIT, on a non-blocking descriptor anyway), and a P kept through
+// a few microseconds in the kernel costs less than handing it off and back
+// (entersyscall/exitsyscall, sysmon retakes) for every write. send rather
+// than write skips the file layer (vfs_write and fdget_pos, 8 % of the
+// server's samples under perf, though an A/B run could not tell the two
+// apart through the noise) and, with MSG_NOSIGNAL, raises no SIGPIPE on a
+// connection the client reset.
 func rawWrite(fd int, b []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
+		unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
