@@ -48,6 +48,7 @@ type Config struct {
 	RevocationTTL   time.Duration // how long a revocation refuses older credentials (24h)
 	QueueSize       int           // events buffered per stream before slow-consumer (1024)
 	WriteTimeout    time.Duration // one write to a stream may take at most (10s)
+	WriteCoalesce   time.Duration // least time between two writes to one stream (30ms); negative: none
 	AllowOrigins    []string      // CORS origins, or "*"
 
 	MaxStreamsPerUser   int      // open streams per user of a tenant (64)
@@ -200,6 +201,15 @@ var settings = []setting{
 	{"SLUICE_TRUSTED_PROXIES", "", "comma list of proxy CIDRs whose X-Forwarded-For names the client (for SLUICE_CONN_RATE)", list(func(c *Config) *[]string { return &c.TrustedProxies })},
 	{"SLUICE_ROUTES_FILE", "", "feature endpoints: paths mapped to channels, with authorizers", str(func(c *Config) *string { return &c.RoutesFile })},
 	{"SLUICE_METRICS_ADDR", "", "separate listen address for /metrics (default: served on SLUICE_ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
+	{"SLUICE_WRITE_COALESCE", "30ms", "least time between two writes to one stream: events arriving faster share a write (0s: write each at once)", func(c *Config, v string) error {
+		if err := dur(func(c *Config) *time.Duration { return &c.WriteCoalesce })(c, v); err != nil {
+			return err
+		}
+		if c.WriteCoalesce == 0 {
+			c.WriteCoalesce = -1 // explicitly none
+		}
+		return nil
+	}},
 	{"SLUICE_ALLOW_ORIGINS", "", "CORS origins, comma list or *", list(func(c *Config) *[]string { return &c.AllowOrigins })},
 	{"SLUICE_BROKER", "memory", "memory or redis", str(func(c *Config) *string { return &c.Broker })},
 	{"SLUICE_REDIS_URL", "", "redis://[:password@]host:port/<db> (rediss:// for TLS)", str(func(c *Config) *string { return &c.RedisURL })},
@@ -302,6 +312,7 @@ func (c *Config) Validate() error {
 	fillD(&c.RecheckInterval, d.RecheckInterval)
 	fillD(&c.RevocationTTL, d.RevocationTTL)
 	fillD(&c.WriteTimeout, d.WriteTimeout)
+	fillD(&c.WriteCoalesce, d.WriteCoalesce)
 	fillD(&c.MembershipCacheTTL, d.MembershipCacheTTL)
 	if c.Addr == "" {
 		c.Addr = d.Addr

@@ -217,6 +217,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		RecheckInterval: cfg.RecheckInterval,
 		DrainSpread:     cfg.DrainSpread,
 		WriteTimeout:    cfg.WriteTimeout,
+		WriteCoalesce:   cfg.WriteCoalesce,
 		Logger:          g.log,
 		Metrics:         g.metrics,
 	})
