@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +20,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/sluicehq/sluice/internal/redistest"
 	"github.com/valkey-io/valkey-go"
 )
 
@@ -68,58 +67,16 @@ func sluiceBinary(t *testing.T) string {
 }
 
 // redisURL returns the shared Redis of the tests, or skips.
-func redisURL(t *testing.T) string {
-	u := os.Getenv("SLUICE_TEST_REDIS_URL")
-	if u == "" {
-		t.Skip("set SLUICE_TEST_REDIS_URL=redis://127.0.0.1:6379/9 to run the multi-process tests against Redis")
-	}
-	return u
-}
+func redisURL(t *testing.T) string { return redistest.URL(t, "the multi-process tests") }
 
-func random() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func random() string { return redistest.Random() }
 
 // redisClient returns a plain client of url, closed at cleanup.
-func redisClient(t *testing.T, u string) valkey.Client {
-	t.Helper()
-	opt, err := valkey.ParseURL(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache = true
-	c, err := valkey.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
+func redisClient(t *testing.T, u string) valkey.Client { return redistest.Client(t, u) }
 
 // deleteKeys deletes every key under prefix and reports how many there were.
 func deleteKeys(t *testing.T, c valkey.Client, prefix string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var cursor uint64
-	n := 0
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			t.Errorf("scan %s*: %v", prefix, err)
-			return n
-		}
-		if len(e.Elements) > 0 {
-			n += len(e.Elements)
-			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
-				t.Errorf("unlink: %v", err)
-			}
-		}
-		if cursor = e.Cursor; cursor == 0 {
-			return n
-		}
-	}
+	return redistest.DeleteKeys(t, c, prefix)
 }
 
 // deployment is the shared settings of the instances of one test: a Redis

@@ -2,13 +2,10 @@ package redis_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,58 +19,18 @@ import (
 	redisbroker "github.com/sluicehq/sluice/broker/redis"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/internal/redistest"
 )
 
 // testURL returns the Redis of the tests, or skips.
-func testURL(tb testing.TB) string {
-	u := os.Getenv("SLUICE_TEST_REDIS_URL")
-	if u == "" {
-		tb.Skip("set SLUICE_TEST_REDIS_URL=redis://127.0.0.1:6379/15 to run the Redis broker tests")
-	}
-	return u
-}
+func testURL(tb testing.TB) string { return redistest.URL(tb, "the Redis broker tests") }
 
-func random() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func random() string { return redistest.Random() }
 
 // admin returns a plain client on the tests' database.
-func admin(tb testing.TB) valkey.Client {
-	opt, err := valkey.ParseURL(testURL(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	opt.DisableCache = true
-	c, err := valkey.NewClient(opt)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(c.Close)
-	return c
-}
+func admin(tb testing.TB) valkey.Client { return redistest.Client(tb, testURL(tb)) }
 
-// deleteKeys deletes every key under prefix.
-func deleteKeys(tb testing.TB, c valkey.Client, prefix string) {
-	ctx := context.Background()
-	var cursor uint64
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			tb.Errorf("scan: %v", err)
-			return
-		}
-		if len(e.Elements) > 0 {
-			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
-				tb.Errorf("unlink: %v", err)
-			}
-		}
-		if cursor = e.Cursor; cursor == 0 {
-			return
-		}
-	}
-}
+func deleteKeys(tb testing.TB, c valkey.Client, prefix string) { redistest.DeleteKeys(tb, c, prefix) }
 
 // newPrefix returns a key prefix of the test's own, deleted at cleanup.
 func newPrefix(tb testing.TB) string {

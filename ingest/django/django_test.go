@@ -3,11 +3,8 @@ package django_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/ingest/django"
+	"github.com/sluicehq/sluice/internal/redistest"
 )
 
 const (
@@ -24,34 +22,12 @@ const (
 )
 
 // testURL returns the Redis of the tests, or skips.
-func testURL(tb testing.TB) string {
-	u := os.Getenv("SLUICE_TEST_REDIS_URL")
-	if u == "" {
-		tb.Skip("set SLUICE_TEST_REDIS_URL=redis://127.0.0.1:6379/9 to run the django ingest tests against a real Redis")
-	}
-	return u
-}
+func testURL(tb testing.TB) string { return redistest.URL(tb, "the django ingest tests") }
 
-func random() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func random() string { return redistest.Random() }
 
 // admin returns a plain client on the tests' database.
-func admin(tb testing.TB) valkey.Client {
-	opt, err := valkey.ParseURL(testURL(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	opt.DisableCache = true
-	c, err := valkey.NewClient(opt)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(c.Close)
-	return c
-}
+func admin(tb testing.TB) valkey.Client { return redistest.Client(tb, testURL(tb)) }
 
 // fixture is one test's Redis namespace, ingest channel and gateway: the
 // gateway gives the ingest the validation of POST /publish.
