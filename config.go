@@ -169,7 +169,7 @@ var settings = []setting{
 	{"SLUICE_HISTORY_TTL", "1h", "how long events are kept", posDur(func(c *Config) *time.Duration { return &c.HistoryTTL })},
 	{"SLUICE_KEEPALIVE", "15s", "keep-alive comment interval", posDur(func(c *Config) *time.Duration { return &c.KeepAlive })},
 	{"SLUICE_RETRY", "2s", "retry: sent to clients", posDur(func(c *Config) *time.Duration { return &c.Retry })},
-	{"SLUICE_MAX_CHANNELS", "16", "channels per stream", num(func(c *Config) *int { return &c.MaxChannels })},
+	{"SLUICE_MAX_CHANNELS", "16", "channels per stream (at most 21, so that a cursor fits in 1024 bytes)", num(func(c *Config) *int { return &c.MaxChannels })},
 	{"SLUICE_MAX_EVENT_BYTES", "65536", "compact data limit per event", num(func(c *Config) *int { return &c.MaxEventBytes })},
 	{"SLUICE_MAX_BODY_BYTES", "8388608", "request body limit of POST endpoints", func(c *Config, v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
