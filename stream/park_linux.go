@@ -394,6 +394,11 @@ func (pl *poller) fire() {
 	if pl.dhead == len(pl.delayed) {
 		pl.delayed, pl.dhead, pl.armed = pl.delayed[:0], 0, false
 	} else {
+		if pl.dhead > len(pl.delayed)/2 { // under steady traffic the list never empties
+			n := copy(pl.delayed, pl.delayed[pl.dhead:])
+			clear(pl.delayed[n:])
+			pl.delayed, pl.dhead = pl.delayed[:n], 0
+		}
 		pl.timer.Reset(time.Duration(pl.delayed[pl.dhead].due - now))
 	}
 	for i := 0; i < min(moved, pl.idle) && !pl.stopped; i++ {
@@ -554,7 +559,8 @@ func (pl *poller) idleOrAgain(p *parked) bool {
 		pl.later(p, p.lastWrite.Load()+pl.coalesce, now)
 		return false // stays queued, in the delayed list
 	}
-	return true
+	pl.push(p) // stays queued, behind the other ready streams
+	return false
 }
 
 // block records a short write: p waits for EPOLLOUT, or the stall cut.
@@ -645,7 +651,7 @@ func (pl *poller) closePark(p *parked, reason string) {
 	sh.mu.Unlock()
 	p.pending = nil
 	pl.s.closed(c, p.wr, p.opened, reason)
-	pl.s.detach(c)
+	pl.s.detachAsync(c, true) // a writer never waits on the broker
 	pl.s.active.Done()
 }
 
@@ -747,8 +753,16 @@ func (pl *poller) scan(now int64) {
 				continue
 			}
 			p.c.mu.Lock()
+			if fl == flagStalled && !p.blocked {
+				fl = 0 // the write caught up since blockedAt was read
+			}
 			if expired {
 				p.c.finishLocked(CondTokenExpired, 0)
+				if p.blocked {
+					// Its socket is full: the final event cannot be
+					// written now, and the stream must end within 1 s.
+					fl |= flagStalled
+				}
 			}
 			if fl != 0 {
 				p.flags |= fl

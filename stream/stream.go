@@ -134,6 +134,7 @@ type Server struct {
 	cfg      Config
 	reg      *registry
 	draining atomic.Bool
+	drainMu  sync.RWMutex  // orders the start of a drain with streams being counted
 	revs     atomic.Uint64 // revocations seen, to close the open-vs-revoke race
 	active   sync.WaitGroup
 	stop     chan struct{}
@@ -299,14 +300,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsF
 		s.refuse(w, err)
 		return
 	}
-	// Counted before the drain check, so that Drain either waits for this
-	// stream or this stream sees the drain (and Add never races with Wait).
-	s.active.Add(1)        // done when the stream has been told why it ends
+	// The drain check and the count are one step against Drain's start, so
+	// that Drain either waits for this stream or this stream sees the drain,
+	// and Add never runs concurrently with Wait.
+	s.drainMu.RLock()
 	if s.draining.Load() { // the drain began while this stream was opening
+		s.drainMu.RUnlock()
 		s.writeDrain(w)
-		s.active.Done()
 		return
 	}
+	s.active.Add(1) // done when the stream has been told why it ends
+	s.drainMu.RUnlock()
 	if parked = s.run(w, r, c, st); !parked {
 		s.active.Done()
 	}
@@ -314,9 +318,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsF
 
 // detach undoes what serve set up for c: its subscription, its registration
 // and its admission. It runs once, after the stream's last write.
-func (s *Server) detach(c *conn) {
-	if c.sub != nil {
-		c.sub.Close()
+func (s *Server) detach(c *conn) { s.detachAsync(c, false) }
+
+// detachAsync is detach, with the subscription closed on a goroutine of its
+// own when async: closing it may wait on the broker (a Redis UNSUBSCRIBE),
+// which the poller's writers must never do. The stream stops counting as
+// open at once either way.
+func (s *Server) detachAsync(c *conn, async bool) {
+	if sub := c.sub; sub != nil {
+		if async {
+			go sub.Close()
+		} else {
+			sub.Close()
+		}
 	}
 	s.reg.remove(c)
 	if c.release != nil {
@@ -431,7 +445,9 @@ func (s *Server) recheck() {
 // drawn between Retry and DrainSpread, and answers new requests the same way
 // (SPEC §6). It returns once every stream has been told, or when ctx ends.
 func (s *Server) Drain(ctx context.Context) error {
+	s.drainMu.Lock()
 	s.draining.Store(true)
+	s.drainMu.Unlock()
 	s.reg.each(func(c *conn) { c.finish(CondShuttingDown, s.drainRetry()) })
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()
