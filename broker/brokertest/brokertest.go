@@ -458,26 +458,31 @@ func testSinceTrimmed(t *testing.T, nb NewBroker) {
 	}
 }
 
-// clock is a settable time source.
-type clock struct {
+// Clock is a settable time source for broker.Options.Now.
+type Clock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
-func (c *clock) Now() time.Time {
+// NewClock returns a Clock set to t.
+func NewClock(t time.Time) *Clock { return &Clock{now: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-func (c *clock) Add(d time.Duration) {
+// Add moves the clock forward by d.
+func (c *Clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
 }
 
 func testSinceExpired(t *testing.T, nb NewBroker) {
-	c := &clock{now: time.Now()}
+	c := NewClock(time.Now())
 	b := nb(t, broker.Options{HistoryTTL: time.Minute, Now: c.Now})
 	ch := newChannel(t)
 	ps := publishN(t, b, ch, 0, 2)

@@ -3,7 +3,6 @@ package memory
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,23 +25,6 @@ func TestConformance(t *testing.T) {
 
 func TestConformanceShared(t *testing.T) {
 	brokertest.RunShared(t, nil) // one process: nothing to share
-}
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 const tenant = "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
@@ -72,7 +54,7 @@ func (nop) Deliver(*event.Event) {}
 // The janitor forgets channels whose events have all expired and that have
 // no local subscriber; such a channel starts a new epoch.
 func TestSweepForgetsIdleChannels(t *testing.T) {
-	c := &clock{now: time.Now()}
+	c := brokertest.NewClock(time.Now())
 	b := New(broker.Options{HistoryTTL: time.Minute, Now: c.Now})
 	defer b.Close()
 	idle := channel.MustMake("test", tenant, "idle")
@@ -118,7 +100,7 @@ func known(b *Broker, ch channel.Name) bool {
 // its epoch for a whole HistoryTTL after the last reader left, so a cursor
 // at offset 0 resumes without a reset.
 func TestSweepKeepsRecentlyReadChannels(t *testing.T) {
-	c := &clock{now: time.Now()}
+	c := brokertest.NewClock(time.Now())
 	b := New(broker.Options{HistoryTTL: time.Minute, Now: c.Now})
 	defer b.Close()
 	ch := channel.MustMake("test", tenant, "read-only")
@@ -137,7 +119,7 @@ func TestSweepKeepsRecentlyReadChannels(t *testing.T) {
 
 // The janitor goroutine runs the sweep by itself.
 func TestJanitorRuns(t *testing.T) {
-	c := &clock{now: time.Now()}
+	c := brokertest.NewClock(time.Now())
 	b := New(broker.Options{HistoryTTL: 2 * time.Second, Now: c.Now}) // sweeps every second
 	defer b.Close()
 	ch := channel.MustMake("test", tenant, "janitor")
@@ -200,7 +182,7 @@ func TestHistoryRing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &clock{now: time.Now()}
+			c := brokertest.NewClock(time.Now())
 			b := New(broker.Options{HistorySize: tt.size, HistoryTTL: time.Minute, Now: c.Now})
 			defer b.Close()
 			size := b.opts.HistorySize
