@@ -274,21 +274,19 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 	return c, c.Validate()
 }
 
+// fill sets *p to def when it holds the zero value.
+func fill[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
 // Validate reports the first problem of the configuration, naming the
 // variable to fix, so that a bad configuration fails at start.
 func (c *Config) Validate() error {
 	d := DefaultConfig()
 	// Zero fields take their defaults (a Config built in Go).
-	fill := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	fillD := func(p *time.Duration, v time.Duration) {
-		if *p == 0 {
-			*p = v
-		}
-	}
 	fill(&c.HistorySize, d.HistorySize)
 	fill(&c.MaxChannels, d.MaxChannels)
 	fill(&c.MaxEventBytes, d.MaxEventBytes)
@@ -298,43 +296,25 @@ func (c *Config) Validate() error {
 	fill(&c.ConnBurst, d.ConnBurst)
 	fill(&c.MaxHeaderBytes, d.MaxHeaderBytes)
 	fill(&c.MaxURLBytes, d.MaxURLBytes)
-	if c.ConnRate == 0 {
-		c.ConnRate = d.ConnRate
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = d.MaxBodyBytes
-	}
-	fillD(&c.HistoryTTL, d.HistoryTTL)
-	fillD(&c.KeepAlive, d.KeepAlive)
-	fillD(&c.Retry, d.Retry)
-	fillD(&c.DrainSpread, d.DrainSpread)
-	fillD(&c.DrainTimeout, d.DrainTimeout)
-	fillD(&c.RecheckInterval, d.RecheckInterval)
-	fillD(&c.RevocationTTL, d.RevocationTTL)
-	fillD(&c.WriteTimeout, d.WriteTimeout)
-	fillD(&c.WriteCoalesce, d.WriteCoalesce)
-	fillD(&c.MembershipCacheTTL, d.MembershipCacheTTL)
-	if c.Addr == "" {
-		c.Addr = d.Addr
-	}
-	if c.Membership == "" {
-		c.Membership = d.Membership
-	}
-	if c.Broker == "" {
-		c.Broker = d.Broker
-	}
-	if c.RedisPrefix == "" {
-		c.RedisPrefix = d.RedisPrefix
-	}
-	if c.LogLevel == "" {
-		c.LogLevel = d.LogLevel
-	}
-	if c.LogFormat == "" {
-		c.LogFormat = d.LogFormat
-	}
-	if c.MembershipTenantSetting == "" {
-		c.MembershipTenantSetting = d.MembershipTenantSetting
-	}
+	fill(&c.MaxBodyBytes, d.MaxBodyBytes)
+	fill(&c.ConnRate, d.ConnRate)
+	fill(&c.HistoryTTL, d.HistoryTTL)
+	fill(&c.KeepAlive, d.KeepAlive)
+	fill(&c.Retry, d.Retry)
+	fill(&c.DrainSpread, d.DrainSpread)
+	fill(&c.DrainTimeout, d.DrainTimeout)
+	fill(&c.RecheckInterval, d.RecheckInterval)
+	fill(&c.RevocationTTL, d.RevocationTTL)
+	fill(&c.WriteTimeout, d.WriteTimeout)
+	fill(&c.WriteCoalesce, d.WriteCoalesce)
+	fill(&c.MembershipCacheTTL, d.MembershipCacheTTL)
+	fill(&c.Addr, d.Addr)
+	fill(&c.Membership, d.Membership)
+	fill(&c.Broker, d.Broker)
+	fill(&c.RedisPrefix, d.RedisPrefix)
+	fill(&c.LogLevel, d.LogLevel)
+	fill(&c.LogFormat, d.LogFormat)
+	fill(&c.MembershipTenantSetting, d.MembershipTenantSetting)
 
 	if c.MaxChannels > MaxChannelsLimit {
 		// A cursor names every channel of its stream in at most 1024 bytes.
