@@ -33,6 +33,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/syncbuf"
+
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluicehq/sluice"
@@ -818,23 +820,8 @@ func TestSecurityNoGoroutineLeak(t *testing.T) {
 	t.Logf("goroutines back to %d (baseline %d)", n, base)
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects concurrent output.
+type syncBuffer = syncbuf.Buffer
 
 // TestSecurityTokensNeverLogged runs the gateway with a JSON logger at debug
 // level, sends credentials of every kind, good and bad, in headers and in

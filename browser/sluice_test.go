@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/syncbuf"
+
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -68,23 +70,8 @@ func sluiceBinary(t *testing.T) string {
 	return bin.path
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects concurrent output.
+type syncBuffer = syncbuf.Buffer
 
 // proc is a running sluice process.
 type proc struct {
