@@ -522,6 +522,30 @@ func testBatch(t *testing.T, nb NewBroker) {
 	if _, err := b.Publish(ctx(t), nil); err != nil {
 		t.Fatalf("empty Publish: %v", err)
 	}
+
+	// A large batch, interleaving three channels (one of them new), keeps
+	// every channel's offsets contiguous and in batch order.
+	c3 := newChannel(t)
+	subscribe(t, b, &r, c3)
+	chans := []channel.Name{c1, c2, c3}
+	next := []uint64{4, 3, 1}
+	var big []event.Message
+	var wantCh []int
+	for i := range 700 {
+		k := (i * 7 / 3) % 3
+		big = append(big, msg(chans[k], i))
+		wantCh = append(wantCh, k)
+	}
+	ps = publish(t, b, big...)
+	for i, p := range ps {
+		k := wantCh[i]
+		if p.Offset != next[k] {
+			t.Fatalf("event %d of the large batch at offset %d, want %d", i, p.Offset, next[k])
+		}
+		next[k]++
+	}
+	checkContiguous(t, r.Wait(t, c3, int(next[2]-1)), c3, ps[slices.Index(wantCh, 2)].Epoch, 1)
+	checkContiguous(t, r.Wait(t, c1, int(next[0]-1)), c1, ps[0].Epoch, 1)
 }
 
 // concurrent publishes n events from each of pubs goroutines, spread over

@@ -45,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -255,13 +256,20 @@ func (b *Broker) execMulti(ctx context.Context, s *script, execs []valkey.LuaExe
 	return res
 }
 
-// Publish implements broker.Broker. Each message is one run of the publish
-// script; a batch is pipelined in one round trip, in order, so the messages of
-// one channel get increasing offsets. Validation happens before (the caller),
-// so a batch fails only if Redis does: then Publish returns an error, and the
-// messages Redis did run before failing stay published (in history, fanned
-// out) although their positions are not returned. Clients see them; the
-// publisher, told the batch failed, may publish it again.
+// maxScriptBatch bounds the events of one publish script run. Redis serves
+// nobody else while a script runs, so a run stays short (well under a
+// millisecond); a larger batch is several runs in one pipelined round trip.
+const maxScriptBatch = 128
+
+// Publish implements broker.Broker. A batch is a few runs of the publish
+// script (up to maxScriptBatch events each) pipelined in one round trip, in
+// order, so the messages of one channel get increasing offsets. Against a
+// Redis Cluster the runs are grouped by channel, whose two keys share a slot.
+// Validation happens before (the caller), so a batch fails only if Redis
+// does: then Publish returns an error, and the runs Redis did complete before
+// failing stay published (in history, fanned out) although their positions
+// are not returned. Clients see them; the publisher, told the batch failed,
+// may publish it again.
 func (b *Broker) Publish(ctx context.Context, msgs []event.Message) ([]event.Position, error) {
 	if b.closed.Load() {
 		return nil, broker.ErrClosed
@@ -274,27 +282,71 @@ func (b *Broker) Publish(ctx context.Context, msgs []event.Message) ([]event.Pos
 	}
 	start := time.Now()
 	defer b.observe("publish", start)
-	now := strconv.FormatInt(b.opts.Now().UnixNano(), 10)
-	size := strconv.Itoa(b.opts.HistorySize)
-	ttl := strconv.FormatInt(max(b.opts.HistoryTTL.Milliseconds(), 1), 10)
-	execs := make([]valkey.LuaExec, len(msgs))
-	for i, m := range msgs {
-		ch := m.Channel.String()
-		execs[i] = valkey.LuaExec{
-			Keys: []string{b.metaKey(ch), b.streamKey(ch)},
-			Args: []string{strconv.FormatUint(broker.NewEpoch(), 10), b.pubsubName(ch), m.Type, string(m.Data), now, size, ttl},
+	head := [4]string{
+		strconv.FormatUint(broker.NewEpoch(), 10),
+		strconv.FormatInt(b.opts.Now().UnixNano(), 10),
+		strconv.Itoa(b.opts.HistorySize),
+		strconv.FormatInt(max(b.opts.HistoryTTL.Milliseconds(), 1), 10),
+	}
+	order, ends := runs(msgs, b.client.Mode() == valkey.ClientModeCluster)
+	execs := make([]valkey.LuaExec, len(ends))
+	lo := 0
+	for r, hi := range ends {
+		keys := make([]string, 0, 2*(hi-lo))
+		args := append(make([]string, 0, len(head)+3*(hi-lo)), head[:]...)
+		for _, i := range order[lo:hi] {
+			ch := msgs[i].Channel.String()
+			keys = append(keys, b.metaKey(ch), b.streamKey(ch))
+			args = append(args, b.pubsubName(ch), msgs[i].Type, string(msgs[i].Data))
 		}
+		execs[r] = valkey.LuaExec{Keys: keys, Args: args}
+		lo = hi
 	}
 	res := b.execMulti(ctx, publish, execs)
 	out := make([]event.Position, len(msgs))
-	for i, r := range res {
-		p, err := position(r)
+	lo = 0
+	for r, hi := range ends {
+		vs, err := res[r].ToArray()
+		if err == nil && len(vs) != 2*(hi-lo) {
+			err = fmt.Errorf("unexpected script reply of %d values for %d events", len(vs), hi-lo)
+		}
+		for j, i := range order[lo:hi] {
+			if err != nil {
+				break
+			}
+			out[i], err = positionOf(vs[2*j : 2*j+2])
+		}
 		if err != nil {
 			return nil, b.fail(ctx, "publish", err)
 		}
-		out[i] = p
+		lo = hi
 	}
 	return out, nil
+}
+
+// runs splits a batch into script runs: order lists the indexes of msgs run
+// by run, ends[r] is where run r ends in order. Against one Redis (or a
+// Sentinel-managed one) the runs are consecutive slices of the batch; a
+// Redis Cluster cannot run one script over keys of several slots, so there
+// each run holds the events of one channel, in their order.
+func runs(msgs []event.Message, cluster bool) (order, ends []int) {
+	order = make([]int, len(msgs))
+	for i := range order {
+		order[i] = i
+	}
+	if cluster {
+		slices.SortStableFunc(order, func(x, y int) int {
+			return strings.Compare(msgs[x].Channel.String(), msgs[y].Channel.String())
+		})
+	}
+	lo := 0
+	for i := 1; i < len(order); i++ {
+		if i-lo == maxScriptBatch || cluster && msgs[order[i]].Channel != msgs[order[i-1]].Channel {
+			ends = append(ends, i)
+			lo = i
+		}
+	}
+	return order, append(ends, len(order))
 }
 
 // position decodes a {epoch, offset} script reply.

@@ -342,6 +342,29 @@ func BenchmarkPublish(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "publishes/s")
 }
 
+// BenchmarkPublishBatch measures batches of 500 events spread over 500
+// channels, one batch at a time, as a publisher sending large batches to one
+// instance does; the metric is events per second.
+func BenchmarkPublishBatch(b *testing.B) {
+	url := testURL(b)
+	br := newBroker(b, url, newPrefix(b), broker.Options{HistorySize: 100})
+	data := []byte(`{"progress":42,"status":"running","note":"a typical small event payload"}`)
+	msgs := make([]event.Message, 500)
+	for i := range msgs {
+		ch := channel.MustMake("bench", "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "r"+random())
+		msgs[i] = event.Message{Channel: ch, Type: "scan.progress", Data: data}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if _, err := br.Publish(context.Background(), msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(msgs))/time.Since(start).Seconds(), "events/s")
+}
+
 // proxy forwards TCP connections to Redis until it is taken down.
 type proxy struct {
 	t      *testing.T

@@ -52,6 +52,7 @@ type config struct {
 	deadline   time.Duration
 	pid        int
 	buf        int
+	publishers int
 }
 
 func main() {
@@ -69,6 +70,7 @@ func main() {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured phase length (hold time for idle and churn)")
 	fs.Float64Var(&c.ramp, "ramp", 1000, "new connections per second while opening streams")
 	fs.Float64Var(&c.churn, "churn", 50, "streams closed and reopened per second (churn)")
+	fs.IntVar(&c.publishers, "publishers", 1, "concurrent publishing loops, each owning a share of the channels (many-channels); at most the number of channels")
 	fs.IntVar(&c.events, "events", 100, "events published while clients are away (resume-storm)")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "wait after opening streams before measuring, and for deliveries to drain")
 	fs.DurationVar(&c.deadline, "deadline", 0, "hard limit on the whole run (default: ramp time + 3×settle + duration + 60s)")
@@ -115,6 +117,9 @@ func (c *config) validate() error {
 	}
 	if c.rate <= 0 || c.rate > 1e6 || c.ramp <= 0 || c.churn <= 0 {
 		return errors.New("--rate, --ramp and --churn must be positive (rate at most 1e6)")
+	}
+	if c.publishers < 1 || c.publishers > 64 {
+		return errors.New("--publishers must be 1..64")
 	}
 	if c.events < 0 || c.events > 1_000_000 {
 		return errors.New("--events must be 0..1000000")

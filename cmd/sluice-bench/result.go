@@ -80,7 +80,7 @@ func (b *bench) fill(r *result, subs []*sub, p0, p1, p2 proc, began time.Time, w
 		r.Published += int64(n)
 	}
 	r.Errors, r.Resets, r.Ended = b.errorCount(), b.resets.Load(), b.ended.Load()
-	r.Publishes, r.PublishErrors = b.publishCalls, b.publishErrors
+	r.Publishes, r.PublishErrors = b.publishCalls.Load(), b.publishErrors.Load()
 	if last > began.UnixNano() {
 		r.DeliveriesPerSec = round(float64(r.Deliveries) / time.Duration(last-began.UnixNano()).Seconds())
 	}

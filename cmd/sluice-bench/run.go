@@ -46,9 +46,18 @@ type bench struct {
 	opened atomic.Int64
 
 	publishURL    string
-	published     []uint64 // per channel; owned by the publisher
-	publishCalls  int64
-	publishErrors int64
+	published     []uint64 // per channel; each written only by the publisher owning the channel
+	publishCalls  atomic.Int64
+	publishErrors atomic.Int64
+}
+
+// publisher is one publishing loop. It owns its channels: no other loop
+// publishes to them, so each channel's events are sent, and numbered, in
+// order however many loops run at once.
+type publisher struct {
+	chans []int // indexes into bench.chans
+	rr    int   // next element of chans to publish to
+	buf   []byte
 }
 
 func newBench(c config) (*bench, error) {
@@ -97,7 +106,7 @@ func newBench(c config) (*bench, error) {
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return dial.DialContext(ctx, "tcp", b.addr) // never anything but the checked address
 		},
-		MaxIdleConnsPerHost: 4,
+		MaxIdleConnsPerHost: 64, // one per publishing loop
 	}}
 	b.publishURL = u.Scheme + "://" + u.Host + base + "/publish"
 	return b, nil
@@ -202,15 +211,16 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// publish sends n events in one batch, the k-th to channel chans[(rr+k) mod
-// len], and advances the per-channel sequence numbers only on success, so a
-// refused batch leaves no gap for subscribers to count as lost.
-func (b *bench) publish(ctx context.Context, rr, n int, buf []byte) ([]byte, bool) {
-	buf = append(buf[:0], `{"events":[`...)
+// publish sends n events in one batch, the k-th to p's channel
+// chans[(rr+k) mod len], and advances the per-channel sequence numbers only
+// on success, so a refused batch leaves no gap for subscribers to count as
+// lost.
+func (b *bench) publish(ctx context.Context, p *publisher, n int) bool {
+	buf := append(p.buf[:0], `{"events":[`...)
 	ts := time.Now().UnixNano()
 	seen := map[int]uint64{}
 	for k := range n {
-		ch := (rr + k) % len(b.chans)
+		ch := p.chans[(p.rr+k)%len(p.chans)]
 		if k > 0 {
 			buf = append(buf, ',')
 		}
@@ -218,64 +228,86 @@ func (b *bench) publish(ctx context.Context, rr, n int, buf []byte) ([]byte, boo
 		seen[ch]++
 	}
 	buf = append(buf, "]}"...)
-	b.publishCalls++
+	p.buf = buf
+	b.publishCalls.Add(1)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.publishURL, bytes.NewReader(buf))
 	if err != nil {
-		b.publishErrors++
-		return buf, false
+		b.publishErrors.Add(1)
+		return false
 	}
 	req.Header.Set("Authorization", "Bearer "+b.cfg.publishKey)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := b.hc.Do(req)
 	if err != nil {
-		b.publishErrors++
-		return buf, false
+		b.publishErrors.Add(1)
+		return false
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		b.publishErrors++
-		if b.publishErrors == 1 {
+		if b.publishErrors.Add(1) == 1 {
 			fmt.Fprintf(os.Stderr, "sluice-bench: publish refused: HTTP %d\n", resp.StatusCode)
 		}
-		return buf, false
+		return false
 	}
 	for ch, k := range seen {
 		b.published[ch] += k
 	}
-	return buf, true
+	p.rr = (p.rr + n) % len(p.chans)
+	return true
 }
 
-// publishFor publishes at --rate events per second, round-robin over the
-// channels, for d; it returns the number of events acknowledged.
-func (b *bench) publishFor(ctx context.Context, d time.Duration) int64 {
+// publishers splits the channels over n publishing loops, round-robin.
+func (b *bench) publishers(n int) []*publisher {
+	ps := make([]*publisher, min(n, len(b.chans)))
+	for i := range ps {
+		ps[i] = &publisher{}
+	}
+	for ch := range b.chans {
+		p := ps[ch%len(ps)]
+		p.chans = append(p.chans, ch)
+	}
+	return ps
+}
+
+// publishFor publishes at --rate events per second in all, round-robin over
+// the channels, for d, from --publishers loops that each own a share of the
+// channels and of the rate and have one request in flight at a time.
+func (b *bench) publishFor(ctx context.Context, d time.Duration) {
+	ps := b.publishers(b.cfg.publishers)
+	rate := b.cfg.rate / float64(len(ps))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Go(func() { b.publishLoop(ctx, p, rate, start, d) })
+	}
+	wg.Wait()
+}
+
+func (b *bench) publishLoop(ctx context.Context, p *publisher, rate float64, start time.Time, d time.Duration) {
 	tick := 10 * time.Millisecond
-	if b.cfg.rate < 100 {
-		tick = time.Duration(float64(time.Second) / b.cfg.rate)
+	if rate < 100 {
+		tick = time.Duration(float64(time.Second) / rate)
 	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	start := time.Now()
 	var sent int64
-	rr := 0
-	var buf []byte
 	for {
 		el := time.Since(start)
 		if el >= d {
-			return sent
+			return
 		}
-		due := int64(el.Seconds()*b.cfg.rate) + 1 - sent
+		due := int64(el.Seconds()*rate) + 1 - sent
 		for due > 0 && ctx.Err() == nil {
 			n := int(min(due, 1000))
-			var ok bool
-			if buf, ok = b.publish(ctx, rr, n, buf); !ok {
+			if !b.publish(ctx, p, n) {
 				break
 			}
-			sent, due, rr = sent+int64(n), due-int64(n), (rr+n)%len(b.chans)
+			sent, due = sent+int64(n), due-int64(n)
 		}
 		select {
 		case <-ctx.Done():
-			return sent
+			return
 		case <-t.C:
 		}
 	}
@@ -350,11 +382,10 @@ func run(parent context.Context, c config) (*result, error) {
 		r.ChurnOpens = b.churn(ctx, subs)
 	case "resume-storm":
 		stopAll(subs)
-		var buf []byte
+		p := b.publishers(1)[0]
 		for left, fails := c.events, 0; left > 0 && fails < 10 && ctx.Err() == nil; {
 			n := min(left, 1000)
-			var ok bool
-			if buf, ok = b.publish(ctx, 0, n, buf); ok {
+			if b.publish(ctx, p, n) {
 				left, fails = left-n, 0
 			} else if fails++; !sleep(ctx, 100*time.Millisecond) {
 				break

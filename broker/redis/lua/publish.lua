@@ -1,31 +1,51 @@
--- Appends one event to a channel's history and publishes it, atomically, so
--- that offsets, history order and Pub/Sub order are one and the same.
+-- Appends a batch of events to their channels' histories and publishes each,
+-- atomically, so that offsets, history order and Pub/Sub order are one and
+-- the same. One run carries many events: Redis pays the script call once per
+-- batch instead of once per event.
 --
--- KEYS[1]  meta hash of the channel: e = epoch (decimal uint64, kept as a
---          string: Lua numbers cannot hold it), o = offset of the newest event
--- KEYS[2]  history stream of the channel; entry id "<offset>-0",
---          fields t = type, d = data, p = publish time (Unix ns)
--- ARGV[1]  epoch to use if the channel has none (random, chosen by the caller)
--- ARGV[2]  Pub/Sub channel
--- ARGV[3]  event type
--- ARGV[4]  event data
--- ARGV[5]  publish time, Unix nanoseconds (decimal)
--- ARGV[6]  history size (MAXLEN, exact)
--- ARGV[7]  history TTL, milliseconds
+-- KEYS[2i-1]  meta hash of event i's channel: e = epoch (decimal uint64, kept
+--             as a string: Lua numbers cannot hold it), o = offset of the
+--             newest event
+-- KEYS[2i]    history stream of event i's channel; entry id "<offset>-0",
+--             fields t = type, d = data, p = publish time (Unix ns)
+-- ARGV[1]     epoch for a channel that has none (random, chosen by the caller)
+-- ARGV[2]     publish time, Unix nanoseconds (decimal)
+-- ARGV[3]     history size (MAXLEN, exact)
+-- ARGV[4]     history TTL, milliseconds
+-- ARGV[3i+2]  Pub/Sub channel of event i
+-- ARGV[3i+3]  type of event i
+-- ARGV[3i+4]  data of event i
 --
--- Returns {epoch, offset}.
-local e = redis.call('hget', KEYS[1], 'e')
-if not e then
-  -- A new epoch starts a new history: drop whatever an older epoch left.
-  e = ARGV[1]
-  redis.call('del', KEYS[2])
-  redis.call('hset', KEYS[1], 'e', e, 'o', 0)
+-- Returns {epoch_1, offset_1, epoch_2, offset_2, ...}, one pair an event.
+local now, size, ttl = ARGV[2], ARGV[3], ARGV[4]
+local epochs = {} -- meta key -> epoch, for the channels seen in this run
+local touched = {} -- {meta, stream} of each channel seen, in order
+local out = {}
+for i = 1, #KEYS / 2 do
+  local mk, sk = KEYS[2 * i - 1], KEYS[2 * i]
+  local e = epochs[mk]
+  if not e then
+    e = redis.call('hget', mk, 'e')
+    if not e then
+      -- A new epoch starts a new history: drop whatever an older epoch left.
+      e = ARGV[1]
+      redis.call('del', sk)
+      redis.call('hset', mk, 'e', e, 'o', 0)
+    end
+    epochs[mk] = e
+    touched[#touched + 1] = {mk, sk}
+  end
+  local o = redis.call('hincrby', mk, 'o', 1)
+  local os = string.format('%d', o)
+  local a = 3 * i + 2
+  redis.call('xadd', sk, 'MAXLEN', size, os .. '-0', 't', ARGV[a + 1], 'd', ARGV[a + 2], 'p', now)
+  -- Envelope (see decodeEnvelope in pubsub.go): version, epoch, offset, time, type, data.
+  redis.call('publish', ARGV[a], '1\n' .. e .. '\n' .. os .. '\n' .. now .. '\n' .. ARGV[a + 1] .. '\n' .. ARGV[a + 2])
+  out[2 * i - 1] = e
+  out[2 * i] = o
 end
-local o = redis.call('hincrby', KEYS[1], 'o', 1)
-local os = string.format('%d', o)
-redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[6], os .. '-0', 't', ARGV[3], 'd', ARGV[4], 'p', ARGV[5])
-redis.call('pexpire', KEYS[1], ARGV[7])
-redis.call('pexpire', KEYS[2], ARGV[7])
--- Envelope (see envelope.go): version, epoch, offset, time, type, data.
-redis.call('publish', ARGV[2], '1\n' .. e .. '\n' .. os .. '\n' .. ARGV[5] .. '\n' .. ARGV[3] .. '\n' .. ARGV[4])
-return {e, o}
+for _, k in ipairs(touched) do
+  redis.call('pexpire', k[1], ttl)
+  redis.call('pexpire', k[2], ttl)
+end
+return out
