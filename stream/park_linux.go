@@ -12,7 +12,9 @@ package stream
 //
 //   - writers (GOMAXPROCS of them) take streams from the ready queue and
 //     write, without ever waiting, their queued events, a keep-alive or the
-//     final event, several frames to a write;
+//     final event, several frames to a write; every 500 µs of writing a
+//     writer yields to the network (yield_linux.go), each through a goroutine
+//     of its own;
 //   - the epoll loop learns that a client went away (EPOLLRDHUP, EOF) and
 //     that a full socket takes bytes again (EPOLLOUT, asked for only while a
 //     stream has bytes left over from a short write);
@@ -154,6 +156,8 @@ type poller struct {
 	life     sync.RWMutex
 	stopping bool
 
+	yielders []*yielder // one a writer
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -190,14 +194,24 @@ func newPoller(s *Server) (*poller, error) {
 	n := runtime.GOMAXPROCS(0)
 	pl := &poller{s: s, ep: ep, evfd: evfd, coalesce: int64(max(s.cfg.WriteCoalesce, 0)),
 		wake: make(chan struct{}, n), stop: make(chan struct{})}
+	for range n {
+		y, err := newYielder()
+		if err != nil {
+			pl.closeYielders()
+			_ = unix.Close(ep)
+			_ = unix.Close(evfd)
+			return nil, err
+		}
+		pl.yielders = append(pl.yielders, y)
+	}
 	for i := range pl.table {
 		pl.table[i].m = make(map[uint64]*parked)
 	}
 	pl.timer = time.AfterFunc(time.Hour, pl.fire)
 	pl.timer.Stop()
 	pl.wg.Add(n + 2)
-	for range n {
-		go pl.writer()
+	for _, y := range pl.yielders {
+		go pl.writer(y)
 	}
 	go pl.epollLoop()
 	go pl.tickLoop()
@@ -410,7 +424,7 @@ func (pl *poller) fire() {
 }
 
 // writer services ready streams, a batch at a time, until the poller stops.
-func (pl *poller) writer() {
+func (pl *poller) writer(y *yielder) {
 	defer pl.wg.Done()
 	var batch []*parked
 	var buf []byte
@@ -424,6 +438,7 @@ func (pl *poller) writer() {
 			pl.idle++
 			pl.mu.Unlock()
 			<-pl.wake
+			y.rested(time.Now().UnixNano())
 			pl.mu.Lock()
 			pl.idle--
 		}
@@ -436,6 +451,7 @@ func (pl *poller) writer() {
 		pl.mu.Unlock()
 		for _, p := range batch {
 			buf = pl.service(p, buf)
+			y.maybe(time.Now().UnixNano())
 		}
 		clear(batch)
 	}
@@ -808,6 +824,13 @@ func (s *Server) stopPoller() {
 	for _, p := range left {
 		pl.closePark(p, "server-closed")
 	}
+	pl.closeYielders()
 	_ = unix.Close(pl.ep)
 	_ = unix.Close(pl.evfd)
+}
+
+func (pl *poller) closeYielders() {
+	for _, y := range pl.yielders {
+		y.close()
+	}
 }
