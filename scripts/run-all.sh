@@ -9,7 +9,7 @@ mkdir -p "$bin"
 go build -o "$bin/sluice" ./cmd/sluice
 go build -o "$bin/sluice-bench" ./cmd/sluice-bench
 b=scripts/bench.sh
-only=${ONLY:-idle fanout sweep channels storm}
+only=${ONLY:-idle fanout sweep channels storm redis}
 
 for part in $only; do
 	case $part in
@@ -36,5 +36,24 @@ for part in $only; do
 	storm)
 		rm -f bench-results/storm.jsonl
 		$b storm-5000 storm.jsonl --shape resume-storm --streams 5000 --events 100 --settle 5s >/dev/null ;;
+	redis) # the Redis broker (database 8, prefix benchcmp:, removed afterwards) against memory, back to back
+		url=${SLUICE_BENCH_REDIS_URL:-redis://127.0.0.1:6379/8}
+		redis="SLUICE_BROKER=redis SLUICE_REDIS_URL=$url SLUICE_REDIS_PREFIX=benchcmp:"
+		rm -f bench-results/redis.jsonl
+		for i in 1 2 3; do
+			$b memory-fanout-1000x200 redis.jsonl --shape fanout --streams 1000 --rate 200 --duration 15s >/dev/null
+			SERVER_ENV="$redis" $b redis-fanout-1000x200 redis.jsonl --shape fanout --streams 1000 --rate 200 --duration 15s >/dev/null
+		done
+		$b memory-fanout-10000x10 redis.jsonl --shape fanout --streams 10000 --rate 10 --duration 20s >/dev/null
+		SERVER_ENV="$redis" $b redis-fanout-10000x10 redis.jsonl --shape fanout --streams 10000 --rate 10 --duration 20s >/dev/null
+		for p in 1 4; do
+			SERVER_ENV="$redis" $b redis-channels-1000x50000-p$p redis.jsonl --shape many-channels --streams 1000 \
+				--rate 50000 --publishers $p --duration 15s >/dev/null
+		done
+		SERVER_ENV="$redis" $b redis-channels-1000x70000-p4 redis.jsonl --shape many-channels --streams 1000 \
+			--rate 70000 --publishers 4 --duration 15s >/dev/null
+		if command -v redis-cli >/dev/null; then
+			redis-cli -u "$url" --scan --pattern 'benchcmp:*' | xargs -r -n 500 redis-cli -u "$url" del >/dev/null
+		fi ;;
 	esac
 done
