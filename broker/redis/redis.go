@@ -28,7 +28,8 @@
 //
 // One Lua script (lua/publish.lua) creates the epoch if the channel has none,
 // increments the offset, appends to the stream and PUBLISHes the encoded event,
-// atomically, for each event of a batch (up to maxScriptBatch events a run). Redis runs scripts one at a time, so the order of offsets is the
+// atomically, for each event of a batch (up to maxScriptBatch events a run).
+// Redis runs scripts one at a time, so the order of offsets is the
 // order of history and the order of Pub/Sub messages; each instance reads all
 // its live events from one connection and fans each one out from that
 // connection's reader, so every local subscriber sees a channel's events in
