@@ -8,8 +8,12 @@ import (
 )
 
 // yieldEvery is how long a writer writes without a pause before it lets
-// the Go scheduler poll the network.
-const yieldEvery = 500 * time.Microsecond
+// the Go scheduler poll the network; yieldWait bounds the pause, should
+// every P stay busy with other goroutines so that no poll comes soon.
+const (
+	yieldEvery = 500 * time.Microsecond
+	yieldWait  = time.Millisecond
+)
 
 // yielder lets a busy writer step aside so that network input is read while
 // it writes. Go's scheduler polls the network only when no goroutine is
@@ -20,12 +24,14 @@ const yieldEvery = 500 * time.Microsecond
 // hop. yield makes the writer wait for a goroutine that a network poll alone
 // can wake: it signals an eventfd in Go's netpoller and waits for the
 // goroutine reading it, so whatever else the poll finds runs too. A yield
-// costs a few microseconds.
+// costs a few microseconds, and never more than yieldWait.
 type yielder struct {
-	fd   int      // eventfd, written by yield
-	f    *os.File // the same eventfd, read through the netpoller
-	back chan struct{}
-	last int64 // Unix ns of the last yield or idle period
+	fd      int      // eventfd, written by yield
+	f       *os.File // the same eventfd, read through the netpoller
+	back    chan struct{}
+	timer   *time.Timer
+	last    int64 // Unix ns of the last yield or idle period
+	pending bool  // the eventfd was signalled and back not yet received
 }
 
 func newYielder() (*yielder, error) {
@@ -33,7 +39,9 @@ func newYielder() (*yielder, error) {
 	if err != nil {
 		return nil, err
 	}
-	y := &yielder{fd: fd, f: os.NewFile(uintptr(fd), "sluice-yield"), back: make(chan struct{})}
+	y := &yielder{fd: fd, f: os.NewFile(uintptr(fd), "sluice-yield"), back: make(chan struct{}),
+		timer: time.NewTimer(time.Hour)}
+	y.timer.Stop()
 	go y.loop()
 	return y, nil
 }
@@ -58,17 +66,31 @@ func (y *yielder) maybe(now int64) {
 	if now-y.last < int64(yieldEvery) {
 		return
 	}
-	var one [8]byte
-	one[0] = 1
-	if _, err := unix.Write(y.fd, one[:]); err == nil {
-		<-y.back
+	if !y.pending {
+		var one [8]byte
+		one[0] = 1
+		if _, err := unix.Write(y.fd, one[:]); err != nil {
+			y.last = now
+			return
+		}
+		y.pending = true
 	}
+	y.timer.Reset(yieldWait)
+	select {
+	case <-y.back:
+		y.pending = false
+	case <-y.timer.C:
+		// No poll came: back to work; the next yield takes the answer.
+	}
+	y.timer.Stop()
 	y.last = time.Now().UnixNano()
 }
 
 // close stops the reading goroutine and releases the eventfd; the writer
-// using y has returned.
+// using y has returned. An answer that the writer did not wait for is taken
+// here.
 func (y *yielder) close() {
+	y.timer.Stop()
 	_ = y.f.Close()
 	for range y.back {
 	}

@@ -267,9 +267,9 @@ const maxScriptBatch = 128
 // order, so the messages of one channel get increasing offsets. Against a
 // Redis Cluster the runs are grouped by channel, whose two keys share a slot.
 // Validation happens before (the caller), so a batch fails only if Redis
-// does: then Publish returns an error, and the runs Redis did complete before
-// failing stay published (in history, fanned out) although their positions
-// are not returned. Clients see them; the publisher, told the batch failed,
+// does: then Publish returns an error, and the runs Redis did complete (a
+// pipeline does not stop at a failed run) stay published, in history and
+// fanned out, although their positions are not returned. Clients see them; the publisher, told the batch failed,
 // may publish it again.
 func (b *Broker) Publish(ctx context.Context, msgs []event.Message) ([]event.Position, error) {
 	if b.closed.Load() {

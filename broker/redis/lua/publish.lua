@@ -19,12 +19,12 @@
 -- Returns {epoch_1, offset_1, epoch_2, offset_2, ...}, one pair an event.
 local now, size, ttl = ARGV[2], ARGV[3], ARGV[4]
 local epochs = {} -- meta key -> epoch, for the channels seen in this run
-local touched = {} -- {meta, stream} of each channel seen, in order
 local out = {}
 for i = 1, #KEYS / 2 do
   local mk, sk = KEYS[2 * i - 1], KEYS[2 * i]
   local e = epochs[mk]
-  if not e then
+  local first = not e -- the channel's first event in this run
+  if first then
     e = redis.call('hget', mk, 'e')
     if not e then
       -- A new epoch starts a new history: drop whatever an older epoch left.
@@ -33,19 +33,20 @@ for i = 1, #KEYS / 2 do
       redis.call('hset', mk, 'e', e, 'o', 0)
     end
     epochs[mk] = e
-    touched[#touched + 1] = {mk, sk}
+    -- TTLs are set as soon as each key exists, so that an error later in
+    -- the run leaves no key without one.
+    redis.call('pexpire', mk, ttl)
   end
   local o = redis.call('hincrby', mk, 'o', 1)
   local os = string.format('%d', o)
   local a = 3 * i + 2
   redis.call('xadd', sk, 'MAXLEN', size, os .. '-0', 't', ARGV[a + 1], 'd', ARGV[a + 2], 'p', now)
+  if first then
+    redis.call('pexpire', sk, ttl)
+  end
   -- Envelope (see decodeEnvelope in pubsub.go): version, epoch, offset, time, type, data.
   redis.call('publish', ARGV[a], '1\n' .. e .. '\n' .. os .. '\n' .. now .. '\n' .. ARGV[a + 1] .. '\n' .. ARGV[a + 2])
   out[2 * i - 1] = e
   out[2 * i] = o
-end
-for _, k in ipairs(touched) do
-  redis.call('pexpire', k[1], ttl)
-  redis.call('pexpire', k[2], ttl)
 end
 return out
