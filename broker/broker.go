@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	mrand "math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/auth"
@@ -49,6 +50,31 @@ type Revocation struct {
 // Covers reports whether r applies to user in tenant.
 func (r Revocation) Covers(tenant, user string) bool {
 	return r.Tenant == tenant && (r.User == "" || r.User == user)
+}
+
+// RevokeHandlers holds the functions registered with Broker.OnRevoke, for
+// broker implementations. The zero value is ready to use.
+type RevokeHandlers struct {
+	mu sync.Mutex
+	fs []func(Revocation)
+}
+
+// Add registers f.
+func (h *RevokeHandlers) Add(f func(Revocation)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fs = append(h.fs, f)
+}
+
+// Notify calls every registered function with r, in registration order,
+// without holding a lock.
+func (h *RevokeHandlers) Notify(r Revocation) {
+	h.mu.Lock()
+	fs := h.fs
+	h.mu.Unlock()
+	for _, f := range fs {
+		f(r)
+	}
 }
 
 // Broker is the shared state of a deployment. All methods are safe for

@@ -38,7 +38,7 @@ type Broker struct {
 
 	rmu      sync.Mutex
 	revoked  map[revKey]revEntry
-	handlers []func(broker.Revocation)
+	handlers broker.RevokeHandlers
 }
 
 type chanShard struct {
@@ -287,20 +287,13 @@ func (b *Broker) Revoke(_ context.Context, r broker.Revocation, ttl time.Duratio
 	if e, ok := b.revoked[k]; !ok || e.at.Before(r.At) {
 		b.revoked[k] = revEntry{at: r.At, until: r.At.Add(ttl)}
 	}
-	hs := b.handlers
 	b.rmu.Unlock()
-	for _, f := range hs {
-		f(r)
-	}
+	b.handlers.Notify(r)
 	return nil
 }
 
 // OnRevoke implements broker.Broker.
-func (b *Broker) OnRevoke(f func(broker.Revocation)) {
-	b.rmu.Lock()
-	defer b.rmu.Unlock()
-	b.handlers = append(b.handlers, f)
-}
+func (b *Broker) OnRevoke(f func(broker.Revocation)) { b.handlers.Add(f) }
 
 // RevokedAt implements auth.Revocations.
 func (b *Broker) RevokedAt(_ context.Context, tenant, user string) (time.Time, bool, error) {

@@ -344,12 +344,7 @@ func (b *Broker) onControl(msg string) {
 		return
 	}
 	r := broker.Revocation{Tenant: c.Tenant, User: c.User, At: time.Unix(0, c.At)}
-	b.rmu.Lock()
-	hs := b.handlers
-	b.rmu.Unlock()
-	for _, f := range hs {
-		f(r)
-	}
+	b.handlers.Notify(r)
 }
 
 // decodeEnvelope decodes the message lua/publish.lua publishes:

@@ -133,8 +133,7 @@ type Broker struct {
 	keyOnce sync.Mutex
 	key     []byte
 
-	rmu      sync.Mutex
-	handlers []func(broker.Revocation)
+	handlers broker.RevokeHandlers
 
 	closed atomic.Bool
 	stop   chan struct{}
@@ -636,11 +635,7 @@ func (b *Broker) Revoke(ctx context.Context, r broker.Revocation, ttl time.Durat
 }
 
 // OnRevoke implements broker.Broker.
-func (b *Broker) OnRevoke(f func(broker.Revocation)) {
-	b.rmu.Lock()
-	defer b.rmu.Unlock()
-	b.handlers = append(b.handlers, f)
-}
+func (b *Broker) OnRevoke(f func(broker.Revocation)) { b.handlers.Add(f) }
 
 // RevokedAt implements auth.Revocations: the user's and the tenant's
 // revocation in one round trip; the later wins.
