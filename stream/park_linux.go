@@ -21,8 +21,11 @@ package stream
 //   - the ticker, every 250 ms, marks keep-alives due, ends streams whose
 //     credential expired and cuts streams whose socket stayed full for
 //     WriteTimeout;
-//   - a timer re-queues streams that were written to less than WriteCoalesce
-//     ago, so that a busy stream gets one write per window, not one per event.
+//   - a timer re-queues streams whose last write was due less than
+//     WriteCoalesce ago, so that a busy stream gets one write per window, not
+//     one per event. The window counts from when the last write was due (its
+//     first event arrived, or its window opened), not from when it was made:
+//     a write that waited behind a long fan-out does not delay the next.
 //
 // Concurrency contract:
 //
@@ -96,9 +99,16 @@ type parked struct {
 	blocked bool // pending holds bytes a short write left over
 	closed  bool
 	flags   uint8
+	// due is when the events queued now were first free to be written
+	// (Unix ns), set when they were scheduled; 0: at their write.
+	due int64
 
 	// Written by the servicing writer, read by the ticker.
 	lastWrite atomic.Int64 // Unix ns
+	// Written by the servicing writer, read under c.mu: the due time of
+	// the last write, from which the coalescing window counts. A write
+	// delayed by a busy server does not push the next one back.
+	lastDue   atomic.Int64 // Unix ns
 	blockedAt atomic.Int64 // Unix ns; 0 when not blocked
 
 	// Owned by the servicing writer.
@@ -117,12 +127,14 @@ func (p *parked) scheduleLocked() {
 		return
 	}
 	p.queued = true
+	p.due = 0
 	if !urgent && p.flags == 0 && p.pl.coalesce > 0 {
 		now := time.Now().UnixNano()
-		if due := p.lastWrite.Load() + p.pl.coalesce; due > now {
-			p.pl.later(p, due, now)
+		if p.due = p.lastDue.Load() + p.pl.coalesce; p.due > now {
+			p.pl.later(p, p.due, now)
 			return
 		}
+		p.due = now
 	}
 	p.pl.push(p)
 }
@@ -276,6 +288,7 @@ func (s *Server) park(rc *http.ResponseController, r *http.Request, c *conn, wr 
 		p.expiry = c.p.Expiry.Add(s.cfg.Leeway).UnixNano()
 	}
 	p.lastWrite.Store(time.Now().UnixNano())
+	p.lastDue.Store(p.lastWrite.Load())
 	if err := pl.add(p); err != nil { // the connection is ours: end it
 		_ = unix.Close(fd)
 		reason := "server-closed"
@@ -463,8 +476,8 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 	c, wr := p.c, p.wr
 	for {
 		c.mu.Lock()
-		fl := p.flags
-		p.flags = 0
+		fl, due := p.flags, p.due
+		p.flags, p.due = 0, 0
 		cond, retry := c.cond, c.retryMS
 		c.mu.Unlock()
 		ending := "write-error" // the reason if writing fails from here
@@ -534,6 +547,10 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 				return buf
 			}
 			now := time.Now().UnixNano()
+			if due == 0 {
+				due = now
+			}
+			p.lastDue.Store(due)
 			if n < len(out) {
 				p.pending = append(p.pending[:0], out[n:]...)
 				p.final = final
@@ -570,10 +587,14 @@ func (pl *poller) idleOrAgain(p *parked) bool {
 		p.queued = false
 		return false
 	}
+	p.due = 0
 	if pl.coalesce > 0 {
 		now := time.Now().UnixNano()
-		pl.later(p, p.lastWrite.Load()+pl.coalesce, now)
-		return false // stays queued, in the delayed list
+		if p.due = p.lastDue.Load() + pl.coalesce; p.due > now {
+			pl.later(p, p.due, now)
+			return false // stays queued, in the delayed list
+		}
+		p.due = now
 	}
 	pl.push(p) // stays queued, behind the other ready streams
 	return false
