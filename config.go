@@ -201,7 +201,7 @@ var settings = []setting{
 	{"SLUICE_TRUSTED_PROXIES", "", "comma list of proxy CIDRs whose X-Forwarded-For names the client (for SLUICE_CONN_RATE)", list(func(c *Config) *[]string { return &c.TrustedProxies })},
 	{"SLUICE_ROUTES_FILE", "", "feature endpoints: paths mapped to channels, with authorizers", str(func(c *Config) *string { return &c.RoutesFile })},
 	{"SLUICE_METRICS_ADDR", "", "separate listen address for /metrics (default: served on SLUICE_ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
-	{"SLUICE_WRITE_COALESCE", "30ms", "writes to one stream are due at least this far apart: events arriving faster share a write; a write the server made late does not delay the next (0s: write each at once)", func(c *Config, v string) error {
+	{"SLUICE_WRITE_COALESCE", "30ms", "writes to one stream are due at least this far apart: events arriving faster share a write; a write the server made more than a window late does not delay the next (0s: write each at once)", func(c *Config, v string) error {
 		if err := dur(func(c *Config) *time.Duration { return &c.WriteCoalesce })(c, v); err != nil {
 			return err
 		}

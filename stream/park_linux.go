@@ -21,11 +21,10 @@ package stream
 //   - the ticker, every 250 ms, marks keep-alives due, ends streams whose
 //     credential expired and cuts streams whose socket stayed full for
 //     WriteTimeout;
-//   - a timer re-queues streams whose last write was due less than
-//     WriteCoalesce ago, so that a busy stream gets one write per window, not
-//     one per event. The window counts from when the last write was due (its
-//     first event arrived, or its window opened), not from when it was made:
-//     a write that waited behind a long fan-out does not delay the next.
+//   - a timer re-queues streams written to less than WriteCoalesce ago, so
+//     that a busy stream gets one write per window, not one per event; a
+//     write made more than a window after it was due (behind a long
+//     fan-out) counts from when it was due, so it does not delay the next.
 //
 // Concurrency contract:
 //
@@ -105,9 +104,8 @@ type parked struct {
 
 	// Written by the servicing writer, read by the ticker.
 	lastWrite atomic.Int64 // Unix ns
-	// Written by the servicing writer, read under c.mu: the due time of
-	// the last write, from which the coalescing window counts. A write
-	// delayed by a busy server does not push the next one back.
+	// Written by the servicing writer, read under c.mu: when the last
+	// write was due (see nextDue).
 	lastDue   atomic.Int64 // Unix ns
 	blockedAt atomic.Int64 // Unix ns; 0 when not blocked
 
@@ -130,13 +128,26 @@ func (p *parked) scheduleLocked() {
 	p.due = 0
 	if !urgent && p.flags == 0 && p.pl.coalesce > 0 {
 		now := time.Now().UnixNano()
-		if p.due = p.lastDue.Load() + p.pl.coalesce; p.due > now {
+		if p.due = p.nextDue(); p.due > now {
 			p.pl.later(p, p.due, now)
 			return
 		}
 		p.due = now
 	}
 	p.pl.push(p)
+}
+
+// nextDue is when the next write to p may be made: a window after the last
+// write, or, if that write was made more than a window after it was due
+// (it waited behind a long fan-out), a window after it was due, so that
+// the delay is not passed on to the next event.
+func (p *parked) nextDue() int64 {
+	w := p.pl.coalesce
+	written, due := p.lastWrite.Load(), p.lastDue.Load()
+	if written-due > w {
+		return due + w
+	}
+	return written + w
 }
 
 // poller serves the parked streams of one Server.
@@ -590,7 +601,7 @@ func (pl *poller) idleOrAgain(p *parked) bool {
 	p.due = 0
 	if pl.coalesce > 0 {
 		now := time.Now().UnixNano()
-		if p.due = p.lastDue.Load() + pl.coalesce; p.due > now {
+		if p.due = p.nextDue(); p.due > now {
 			pl.later(p, p.due, now)
 			return false // stays queued, in the delayed list
 		}

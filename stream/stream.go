@@ -81,10 +81,10 @@ type Config struct {
 	WriteTimeout    time.Duration // one write to a client may take at most (10s)
 	// WriteCoalesce is, for streams served without a goroutine of their own
 	// (HTTP/1.1 on Linux), how far apart writes to one client are due:
-	// events arriving faster share a write. The window counts from when the
-	// previous write was due, so a write the server made late (behind a
-	// large fan-out) does not delay the next. 0 means 30ms; negative, no
-	// delay. On loopback a write costs the server about 8µs of kernel time
+	// events arriving faster share a write. A write the server made more
+	// than a window after it was due (behind a large fan-out) does not delay
+	// the next: the window then counts from when it was due. 0 means 30ms;
+	// negative, no delay. On loopback a write costs the server about 8µs of kernel time
 	// whatever its size, so at 200 events/s per client a 30ms window cuts
 	// the CPU per delivered event about fourfold (docs/benchmarks.md); an
 	// event arriving after a quiet spell is written at once.
