@@ -29,7 +29,7 @@ package stream
 // Concurrency contract:
 //
 //   - c.mu guards the scheduling state of a parked stream: queued, blocked,
-//     closed and flags. Anyone may add flags and call scheduleLocked.
+//     closed, flags and due. Anyone may add flags and call scheduleLocked.
 //   - A stream is serviced by at most one writer at a time. queued is set
 //     when the stream enters the ready queue or the delayed list, and cleared
 //     only by the writer servicing it, under c.mu, when nothing is left to
@@ -102,11 +102,10 @@ type parked struct {
 	// (Unix ns), set when they were scheduled; 0: at their write.
 	due int64
 
-	// Written by the servicing writer, read by the ticker.
+	// Written by the servicing writer, read by the ticker and, with
+	// lastDue, under c.mu by nextDue.
 	lastWrite atomic.Int64 // Unix ns
-	// Written by the servicing writer, read under c.mu: when the last
-	// write was due (see nextDue).
-	lastDue   atomic.Int64 // Unix ns
+	lastDue   atomic.Int64 // Unix ns: when the last write was due
 	blockedAt atomic.Int64 // Unix ns; 0 when not blocked
 
 	// Owned by the servicing writer.
@@ -518,7 +517,10 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 			}
 			p.pending = nil
 			p.unblock()
-			p.lastWrite.Store(time.Now().UnixNano())
+			// A write finished by a slow client counts as made on time now.
+			now := time.Now().UnixNano()
+			p.lastDue.Store(now)
+			p.lastWrite.Store(now)
 			if p.final {
 				pl.closePark(p, ending)
 				return buf
@@ -558,10 +560,6 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 				return buf
 			}
 			now := time.Now().UnixNano()
-			if due == 0 {
-				due = now
-			}
-			p.lastDue.Store(due)
 			if n < len(out) {
 				p.pending = append(p.pending[:0], out[n:]...)
 				p.final = final
@@ -571,6 +569,10 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 				}
 				return buf
 			}
+			if due == 0 {
+				due = now
+			}
+			p.lastDue.Store(due)
 			p.lastWrite.Store(now)
 		}
 		if final {
