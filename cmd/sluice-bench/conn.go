@@ -14,8 +14,9 @@ import (
 	"time"
 )
 
-// sub is one subscriber. Its fields other than got are owned by the
-// goroutine running it, and read by others only after that goroutine ended.
+// sub is one subscriber. Its fields other than got are written by whoever
+// reads its stream (its goroutine, or an epoll loop while the goroutine
+// waits), and read by others only after that goroutine ended.
 type sub struct {
 	idx    int    // position among the subscribers
 	ch     int    // channel index

@@ -29,6 +29,7 @@ type readLoop struct {
 	mu   sync.Mutex
 	subs map[int32]*polled // by key, the epoll event's data
 	next int32
+	dead error // why the loop stopped; nothing is added then
 }
 
 // polled is a stream handed to a loop. mu orders the loop's reads against
@@ -82,7 +83,7 @@ func dupFD(conn net.Conn) (int, error) {
 	}
 	fd := -1
 	var derr error
-	if err := rc.Control(func(s uintptr) { fd, derr = unix.Dup(int(s)) }); err != nil {
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
 		return -1, err
 	}
 	if derr != nil {
@@ -92,7 +93,6 @@ func dupFD(conn net.Conn) (int, error) {
 		_ = unix.Close(fd)
 		return -1, err
 	}
-	unix.CloseOnExec(fd)
 	return fd, nil
 }
 
@@ -111,6 +111,10 @@ func startReaders() {
 
 func (l *readLoop) add(ps *polled) error {
 	l.mu.Lock()
+	if l.dead != nil {
+		l.mu.Unlock()
+		return l.dead
+	}
 	l.next++
 	ps.key = l.next
 	l.subs[ps.key] = ps
@@ -147,9 +151,24 @@ func (l *readLoop) run() {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := unix.EpollWait(l.ep, evs, -1)
-		if err != nil {
-			if err == unix.EINTR {
-				continue
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil { // cannot happen with a valid epoll fd; end every stream
+			l.mu.Lock()
+			l.dead = err
+			all := make([]*polled, 0, len(l.subs))
+			for _, ps := range l.subs {
+				all = append(all, ps)
+			}
+			l.mu.Unlock()
+			for _, ps := range all {
+				ps.mu.Lock()
+				if !ps.closed {
+					l.closeLocked(ps)
+					ps.ended <- err
+				}
+				ps.mu.Unlock()
 			}
 			return
 		}

@@ -8,8 +8,10 @@ import (
 )
 
 // readBody reads the rest of a stream's body into p until it ends or ctx
-// does (then the caller's AfterFunc closes conn).
-func (b *bench) readBody(_ context.Context, conn net.Conn, p *body) error {
+// does.
+func (b *bench) readBody(ctx context.Context, conn net.Conn, p *body) error {
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
 	buf := make([]byte, 4096)
 	for {
 		n, err := conn.Read(buf)
@@ -19,6 +21,9 @@ func (b *bench) readBody(_ context.Context, conn net.Conn, p *body) error {
 			}
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return err
 		}
 	}
