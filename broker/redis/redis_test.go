@@ -192,7 +192,7 @@ func TestReconnect(t *testing.T) {
 	first := publish(t, other, ch)
 	r.Wait(t, ch, 1)
 
-	killed := killClients(t, name)
+	killed := killClients(t, name, 2)
 	if killed < 2 {
 		t.Fatalf("killed %d connections, want the command and the Pub/Sub ones", killed)
 	}
@@ -224,28 +224,39 @@ func TestReconnect(t *testing.T) {
 	poll(t, "the revocation to reach b", func() bool { return revoked.Load() > 0 })
 }
 
-// killClients kills the connections named name and returns how many.
-func killClients(t *testing.T, name string) int {
+// killClients waits until at least want connections are named name (a
+// client may still be dialling one), kills them all and returns how many.
+func killClients(t *testing.T, name string, want int) int {
 	c := admin(t)
-	list, err := c.Do(t.Context(), c.B().ClientList().Build()).ToString()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, line := range strings.Split(list, "\n") {
-		if !strings.Contains(line, " name="+name+" ") {
-			continue
+	var ids []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		list, err := c.Do(t.Context(), c.B().ClientList().Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, f := range strings.Fields(line) {
-			if id, ok := strings.CutPrefix(f, "id="); ok {
-				if err := c.Do(t.Context(), c.B().Arbitrary("CLIENT", "KILL", "ID", id).Build()).Error(); err != nil {
-					t.Fatal(err)
+		ids = ids[:0]
+		for _, line := range strings.Split(list, "\n") {
+			if !strings.Contains(line, " name="+name+" ") {
+				continue
+			}
+			for _, f := range strings.Fields(line) {
+				if id, ok := strings.CutPrefix(f, "id="); ok {
+					ids = append(ids, id)
 				}
-				n++
 			}
 		}
+		if len(ids) >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return n
+	for _, id := range ids {
+		if err := c.Do(t.Context(), c.B().Arbitrary("CLIENT", "KILL", "ID", id).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(ids)
 }
 
 func poll(t *testing.T, what string, cond func() bool) {
