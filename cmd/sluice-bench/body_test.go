@@ -25,7 +25,7 @@ func newTestBody(raw bool) (*body, *bench, *int) {
 	b := &bench{}
 	opens := new(int)
 	s := &sub{openHist: &histogram{}}
-	p := &body{b: b, s: s, onOpen: func() { *opens++ }, shard: &histogram{}, first: true, max: 256, left: sizeLine}
+	p := &body{b: b, s: s, onOpen: func() { *opens++ }, shard: &histogram{}, warm: &histogram{}, first: true, max: 256, left: sizeLine}
 	if raw {
 		p.left = rawBody
 	}
@@ -53,6 +53,22 @@ func TestBodyPieces(t *testing.T) {
 		if p.s.track.lost != 0 || p.s.track.dup != 0 {
 			t.Fatalf("pieces of %d: lost %d, duplicated %d", size, p.s.track.lost, p.s.track.dup)
 		}
+	}
+}
+
+// TestBodyWarmup checks that events published before the end of the warm-up
+// are counted as delivered but kept out of the steady-state latencies.
+func TestBodyWarmup(t *testing.T) {
+	p, b, _ := newTestBody(true)
+	b.steady.Store(100)
+	in := "event: bench.tick\ndata: {\"seq\":0,\"ts\":99}\n\n" +
+		"event: bench.tick\ndata: {\"seq\":1,\"ts\":100}\n\n" +
+		"event: bench.tick\ndata: {\"seq\":2,\"ts\":101}\n\n"
+	if err := p.feed([]byte(in)); err != nil {
+		t.Fatal(err)
+	}
+	if got, warm, steady := p.s.got.Load(), p.warm.total.Load(), p.shard.total.Load(); got != 3 || warm != 1 || steady != 2 {
+		t.Fatalf("got %d events, %d warm-up and %d steady latencies; want 3, 1, 2", got, warm, steady)
 	}
 }
 

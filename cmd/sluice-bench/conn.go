@@ -80,7 +80,7 @@ func (b *bench) subscribe(ctx context.Context, s *sub, onOpen func()) error {
 	}
 	chunked := len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked"
 	p := &body{b: b, s: s, start: start, onOpen: onOpen, shard: &b.lat[s.idx%len(b.lat)],
-		first: true, max: b.cfg.buf, left: sizeLine}
+		warm: &b.warmLat[s.idx%len(b.warmLat)], first: true, max: b.cfg.buf, left: sizeLine}
 	if !chunked {
 		p.left = rawBody
 	}
@@ -107,8 +107,9 @@ type body struct {
 	s      *sub
 	start  time.Time // request sent
 	onOpen func()
-	shard  *histogram
-	max    int // longest accepted line
+	shard  *histogram // latencies after the warm-up
+	warm   *histogram // latencies during it
+	max    int        // longest accepted line
 
 	left int    // chunk bytes still to come, or sizeLine, chunkEnd
 	size []byte // partial chunk-size line
@@ -228,7 +229,11 @@ func (p *body) lineDone(line []byte) error {
 		s.track.see(uint64(seq))
 		s.got.Add(1)
 		s.last = now
-		p.shard.record(now - ts)
+		if ts < b.steady.Load() {
+			p.warm.record(now - ts)
+		} else {
+			p.shard.record(now - ts)
+		}
 		if p.first && s.firstHist != nil {
 			s.firstHist.record(int64(time.Since(p.start)))
 		}

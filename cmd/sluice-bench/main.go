@@ -49,6 +49,7 @@ type config struct {
 	churn      float64
 	events     int
 	settle     time.Duration
+	warmup     time.Duration
 	deadline   time.Duration
 	pid        int
 	buf        int
@@ -72,6 +73,7 @@ func main() {
 	fs.Float64Var(&c.churn, "churn", 50, "streams closed and reopened per second (churn)")
 	fs.IntVar(&c.publishers, "publishers", 1, "concurrent publishing loops, each owning a share of the channels (many-channels); at most the number of channels")
 	fs.IntVar(&c.events, "events", 100, "events published while clients are away (resume-storm)")
+	fs.DurationVar(&c.warmup, "warmup", 0, "leading part of the measured phase whose events are checked for loss but kept out of the latency figures (fanout, many-channels); see latency_all_* for every event")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "wait after opening streams before measuring, and for deliveries to drain")
 	fs.DurationVar(&c.deadline, "deadline", 0, "hard limit on the whole run (default: ramp time + 3×settle + duration + 60s)")
 	fs.IntVar(&c.pid, "pid", 0, "server process id, to read its RSS and CPU time from /proc (optional)")
@@ -114,6 +116,9 @@ func (c *config) validate() error {
 	}
 	if c.duration <= 0 || c.duration > time.Hour {
 		return errors.New("--duration must be in (0, 1h]")
+	}
+	if c.warmup < 0 || c.warmup >= c.duration {
+		return errors.New("--warmup must be in [0, --duration)")
 	}
 	if c.rate <= 0 || c.rate > 1e6 || c.ramp <= 0 || c.churn <= 0 {
 		return errors.New("--rate, --ramp and --churn must be positive (rate at most 1e6)")

@@ -30,22 +30,27 @@ type result struct {
 	LatP90us         float64 `json:"latency_p90_us"`
 	LatP99us         float64 `json:"latency_p99_us"`
 	LatMaxus         float64 `json:"latency_max_us"`
-	Lost             int64   `json:"lost"`
-	Duplicated       int64   `json:"duplicated"`
-	OpenP50ms        float64 `json:"open_p50_ms"`
-	OpenP99ms        float64 `json:"open_p99_ms"`
-	ChurnOpenP99ms   float64 `json:"churn_open_p99_ms"`
-	FirstP50ms       float64 `json:"resume_first_p50_ms"`
-	FirstP99ms       float64 `json:"resume_first_p99_ms"`
-	FirstMaxms       float64 `json:"resume_first_max_ms"`
-	WallS            float64 `json:"measured_s"`
-	RSSBeforeKB      int64   `json:"server_rss_before_kb"`
-	RSSSettledKB     int64   `json:"server_rss_settled_kb"`
-	RSSAfterKB       int64   `json:"server_rss_after_kb"`
-	RSSPerStreamB    float64 `json:"server_rss_per_stream_b"`
-	CPUus            int64   `json:"server_cpu_us"`
-	CPUPerDelivery   float64 `json:"server_cpu_us_per_delivery"`
-	CPUCorePct       float64 `json:"server_cpu_core_pct"`
+	// The same over every event, the warm-up's too (equal without --warmup).
+	AllP50us       float64 `json:"latency_all_p50_us"`
+	AllP99us       float64 `json:"latency_all_p99_us"`
+	AllMaxus       float64 `json:"latency_all_max_us"`
+	WarmupS        float64 `json:"warmup_s"`
+	Lost           int64   `json:"lost"`
+	Duplicated     int64   `json:"duplicated"`
+	OpenP50ms      float64 `json:"open_p50_ms"`
+	OpenP99ms      float64 `json:"open_p99_ms"`
+	ChurnOpenP99ms float64 `json:"churn_open_p99_ms"`
+	FirstP50ms     float64 `json:"resume_first_p50_ms"`
+	FirstP99ms     float64 `json:"resume_first_p99_ms"`
+	FirstMaxms     float64 `json:"resume_first_max_ms"`
+	WallS          float64 `json:"measured_s"`
+	RSSBeforeKB    int64   `json:"server_rss_before_kb"`
+	RSSSettledKB   int64   `json:"server_rss_settled_kb"`
+	RSSAfterKB     int64   `json:"server_rss_after_kb"`
+	RSSPerStreamB  float64 `json:"server_rss_per_stream_b"`
+	CPUus          int64   `json:"server_cpu_us"`
+	CPUPerDelivery float64 `json:"server_cpu_us_per_delivery"`
+	CPUCorePct     float64 `json:"server_cpu_core_pct"`
 	// Kernel TCP buffer memory of the whole machine (/proc/net/sockstat, both
 	// ends of every loopback connection), not part of the server's RSS.
 	KernelTCPBeforeKB   int64   `json:"kernel_tcp_mem_before_kb"`
@@ -58,15 +63,17 @@ type result struct {
 
 // outputFields lists the JSON fields for --help.
 const outputFields = "streams streams_opened errors resets stream_errors churn_opens publish_requests " +
-	"publish_errors events_published deliveries deliveries_per_s latency_{p50,p90,p99,max}_us lost duplicated " +
+	"publish_errors events_published deliveries deliveries_per_s latency_{p50,p90,p99,max}_us latency_all_{p50,p99,max}_us warmup_s lost duplicated " +
 	"open_{p50,p99}_ms churn_open_p99_ms resume_first_{p50,p99,max}_ms measured_s server_rss_{before,settled,after}_kb " +
 	"server_rss_per_stream_b server_cpu_us server_cpu_us_per_delivery server_cpu_core_pct " +
 	"kernel_tcp_mem_{before,after}_kb kernel_tcp_mem_per_stream_b client_cpu_core_pct (-1: not measured)"
 
 func (b *bench) fill(r *result, subs []*sub, p0, p1, p2 proc, began time.Time, wall time.Duration) {
-	var all histogram
+	var steady, all histogram
 	for i := range b.lat {
+		steady.merge(&b.lat[i])
 		all.merge(&b.lat[i])
+		all.merge(&b.warmLat[i])
 	}
 	var last int64
 	for _, s := range subs {
@@ -86,7 +93,9 @@ func (b *bench) fill(r *result, subs []*sub, p0, p1, p2 proc, began time.Time, w
 	}
 	us := func(ns int64) float64 { return round(float64(ns) / 1e3) }
 	ms := func(ns int64) float64 { return round(float64(ns) / 1e6) }
-	r.LatP50us, r.LatP90us, r.LatP99us, r.LatMaxus = us(all.quantile(.5)), us(all.quantile(.9)), us(all.quantile(.99)), us(all.max.Load())
+	r.LatP50us, r.LatP90us, r.LatP99us, r.LatMaxus = us(steady.quantile(.5)), us(steady.quantile(.9)), us(steady.quantile(.99)), us(steady.max.Load())
+	r.AllP50us, r.AllP99us, r.AllMaxus = us(all.quantile(.5)), us(all.quantile(.99)), us(all.max.Load())
+	r.WarmupS = round(b.cfg.warmup.Seconds())
 	r.OpenP50ms, r.OpenP99ms = ms(b.openLat.quantile(.5)), ms(b.openLat.quantile(.99))
 	r.ChurnOpenP99ms = ms(b.churnLat.quantile(.99))
 	r.FirstP50ms, r.FirstP99ms, r.FirstMaxms = ms(b.firstLat.quantile(.5)), ms(b.firstLat.quantile(.99)), ms(b.firstLat.max.Load())
@@ -129,8 +138,16 @@ func (r *result) summary(w io.Writer, c config) {
 	if r.Published > 0 || r.Deliveries > 0 {
 		fmt.Fprintf(w, "  published %d (%d refused requests), delivered %d (%.0f/s), lost %d, duplicated %d\n",
 			r.Published, r.PublishErrors, r.Deliveries, r.DeliveriesPerSec, r.Lost, r.Duplicated)
-		fmt.Fprintf(w, "  publish→receive latency p50 %.0f µs, p90 %.0f µs, p99 %.0f µs, max %.0f µs\n",
-			r.LatP50us, r.LatP90us, r.LatP99us, r.LatMaxus)
+		after := ""
+		if r.WarmupS > 0 {
+			after = fmt.Sprintf(" (after a %gs warm-up)", r.WarmupS)
+		}
+		fmt.Fprintf(w, "  publish→receive latency%s p50 %.0f µs, p90 %.0f µs, p99 %.0f µs, max %.0f µs\n",
+			after, r.LatP50us, r.LatP90us, r.LatP99us, r.LatMaxus)
+		if r.WarmupS > 0 {
+			fmt.Fprintf(w, "  every event, the warm-up's too: p50 %.0f µs, p99 %.0f µs, max %.0f µs\n",
+				r.AllP50us, r.AllP99us, r.AllMaxus)
+		}
 	}
 	if c.shape == "churn" {
 		fmt.Fprintf(w, "  churn: %d reopens, open p99 %.1f ms\n", r.ChurnOpens, r.ChurnOpenP99ms)

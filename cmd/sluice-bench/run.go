@@ -34,10 +34,12 @@ type bench struct {
 
 	nextSrc atomic.Uint32
 
-	lat      [lanes]histogram
-	openLat  histogram // request → stream-open, initial opening
-	churnLat histogram // the same for streams reopened by churn
-	firstLat histogram // resume-storm: request → first replayed event
+	lat      [lanes]histogram // publish→receive of events published after the warm-up
+	warmLat  [lanes]histogram // the same during the warm-up
+	steady   atomic.Int64     // Unix ns: events published before it are warm-up; 0 until publishing starts
+	openLat  histogram        // request → stream-open, initial opening
+	churnLat histogram        // the same for streams reopened by churn
+	firstLat histogram        // resume-storm: request → first replayed event
 	resets   atomic.Int64
 	ended    atomic.Int64
 
@@ -277,6 +279,7 @@ func (b *bench) publishFor(ctx context.Context, d time.Duration) {
 	ps := b.publishers(b.cfg.publishers)
 	rate := b.cfg.rate / float64(len(ps))
 	start := time.Now()
+	b.steady.Store(start.Add(b.cfg.warmup).UnixNano())
 	var wg sync.WaitGroup
 	for _, p := range ps {
 		wg.Go(func() { b.publishLoop(ctx, p, rate, start, d) })
