@@ -9,12 +9,13 @@ import (
 	"sync/atomic"
 )
 
-// A histogram of durations in nanoseconds with 32 sub-buckets per power of
-// two (about 3 % relative precision) and a fixed size, updated with atomics so
-// that thousands of connection goroutines can record into it.
+// A histogram of durations in nanoseconds with 128 sub-buckets per power of
+// two (under 1 % relative precision: 0.5 ms at 65 ms, fine enough to compare
+// two brokers' p99 to the millisecond) and a fixed size, updated with
+// atomics so that thousands of connection goroutines can record into it.
 const (
-	subBits    = 5
-	subCount   = 1 << subBits                        // 32
+	subBits    = 7
+	subCount   = 1 << subBits                        // 128
 	linearMax  = 2 * subCount                        // values below are exact
 	numBuckets = linearMax + (63-subBits-1)*subCount // through math.MaxInt64
 )

@@ -34,8 +34,8 @@ func TestQuantiles(t *testing.T) {
 		want int64
 	}{{0.5, 5_000_000}, {0.9, 9_000_000}, {0.99, 9_900_000}, {1, 10_000_000}} {
 		got := h.quantile(tt.q)
-		if d := float64(got-tt.want) / float64(tt.want); d < -0.035 || d > 0.035 {
-			t.Errorf("q%v = %d, want %d ±3.5%%", tt.q, got, tt.want)
+		if d := float64(got-tt.want) / float64(tt.want); d < -0.01 || d > 0.01 {
+			t.Errorf("q%v = %d, want %d ±1%%", tt.q, got, tt.want)
 		}
 	}
 	if h.max.Load() != 10_000_000 || h.total.Load() != 10000 {
