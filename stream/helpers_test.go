@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,9 +28,22 @@ func (allowAll) Check(context.Context, auth.Principal, []channel.Name) error {
 }
 
 type benchEnv struct {
-	s   *Server
-	b   *memory.Broker
-	srv *httptest.Server
+	s    *Server
+	b    *memory.Broker
+	srv  *httptest.Server
+	once sync.Once
+}
+
+// close drains and stops the server, once; it also runs at cleanup.
+func (e *benchEnv) close() {
+	e.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = e.s.Drain(ctx)
+		e.srv.Close()
+		e.s.Close()
+		_ = e.b.Close()
+	})
 }
 
 func newBenchEnv(tb testing.TB, mutate ...func(*Config)) *benchEnv {
@@ -43,14 +57,7 @@ func newBenchEnv(tb testing.TB, mutate ...func(*Config)) *benchEnv {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(s.Handler(QueryChannels))
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Drain(ctx)
-		srv.Close()
-		s.Close()
-		_ = b.Close()
-	})
-	return &benchEnv{s: s, b: b, srv: srv}
+	e := &benchEnv{s: s, b: b, srv: httptest.NewServer(s.Handler(QueryChannels))}
+	tb.Cleanup(e.close)
+	return e
 }
