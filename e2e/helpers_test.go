@@ -587,7 +587,7 @@ type redisServer struct {
 func startRedisServer(t *testing.T, port int) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not on PATH; the Redis restart test needs it")
+		t.Skip("redis-server is not on PATH; this test runs a Redis of its own")
 	}
 	r := &redisServer{t: t, port: port}
 	t.Cleanup(r.stop)

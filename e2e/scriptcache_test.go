@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,11 +15,13 @@ import (
 	"github.com/sluicehq/sluice/event"
 )
 
-// A batch longer than one publish script run keeps its order when Redis
-// loses its script cache in the middle of it while another publisher loads
-// the script again: SCRIPT FLUSH, many times a second, on a redis-server of
-// the test's own (the script cache is the whole server's, so the shared test
-// Redis is left alone).
+// TestRedisBatchOrderAcrossScriptFlush checks that a batch of one channel
+// longer than one publish script run keeps its order when Redis loses its
+// script cache in the middle of it while another publisher loads the script
+// again: SCRIPT FLUSH, many times a second, on a redis-server of the test's
+// own (the script cache is the whole server's, so the shared test Redis is
+// left alone). It runs with the other Redis tests, when
+// SLUICE_TEST_REDIS_URL is set.
 func TestRedisBatchOrderAcrossScriptFlush(t *testing.T) {
 	redisURL(t) // the test runs with the other Redis tests
 	port := freePort(t)
@@ -43,6 +47,7 @@ func TestRedisBatchOrderAcrossScriptFlush(t *testing.T) {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var flushes atomic.Int64
 	wg.Go(func() { // loses the cache
 		for {
 			select {
@@ -50,7 +55,9 @@ func TestRedisBatchOrderAcrossScriptFlush(t *testing.T) {
 				return
 			case <-time.After(100 * time.Microsecond):
 			}
-			_ = ctl.Do(ctx, ctl.B().ScriptFlush().Build()).Error()
+			if ctl.Do(ctx, ctl.B().ScriptFlush().Build()).Error() == nil {
+				flushes.Add(1)
+			}
 		}
 	})
 	wg.Go(func() { // loads it again: a single run answered NOSCRIPT is re-sent as EVAL
@@ -67,7 +74,9 @@ func TestRedisBatchOrderAcrossScriptFlush(t *testing.T) {
 			}
 		}
 	})
-	defer func() { close(stop); wg.Wait() }()
+	var once sync.Once
+	halt := func() { once.Do(func() { close(stop); wg.Wait() }) }
+	defer halt()
 
 	batch := make([]event.Message, 3*128+1) // four script runs
 	for i := range batch {
@@ -79,10 +88,22 @@ func TestRedisBatchOrderAcrossScriptFlush(t *testing.T) {
 			t.Fatalf("batch %d: %v", n, err)
 		}
 		for i := 1; i < len(pos); i++ {
-			if pos[i].Epoch == pos[i-1].Epoch && pos[i].Offset != pos[i-1].Offset+1 {
-				t.Fatalf("batch %d: event %d got offset %d, event %d offset %d: the batch's order was not kept",
-					n, i-1, pos[i-1].Offset, i, pos[i].Offset)
+			if pos[i].Epoch != pos[i-1].Epoch || pos[i].Offset != pos[i-1].Offset+1 {
+				t.Fatalf("batch %d: event %d got %v, event %d %v: the batch's order was not kept",
+					n, i-1, pos[i-1], i, pos[i])
 			}
 		}
 	}
+	halt()
+
+	// The test tested something only if the cache was lost under it.
+	info, err := ctl.Do(ctx, ctl.B().Info().Section("errorstats").Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flushes.Load() == 0 || !strings.Contains(info, "errorstat_NOSCRIPT:count=") {
+		t.Fatalf("%d SCRIPT FLUSHes and no NOSCRIPT answered (errorstats: %q): nothing was tested",
+			flushes.Load(), info)
+	}
+	t.Logf("%d SCRIPT FLUSHes; %s", flushes.Load(), strings.TrimSpace(info))
 }

@@ -376,6 +376,28 @@ func BenchmarkPublishBatch(b *testing.B) {
 	b.ReportMetric(float64(b.N*len(msgs))/time.Since(start).Seconds(), "events/s")
 }
 
+// BenchmarkPublishBatchOneChannel publishes batches of 500 events of one
+// channel: four script runs that must apply in order, so sent with EVAL.
+func BenchmarkPublishBatchOneChannel(b *testing.B) {
+	url := testURL(b)
+	br := newBroker(b, url, newPrefix(b), broker.Options{HistorySize: 100})
+	data := []byte(`{"progress":42,"status":"running","note":"a typical small event payload"}`)
+	ch := channel.MustMake("bench", "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "r"+random())
+	msgs := make([]event.Message, 500)
+	for i := range msgs {
+		msgs[i] = event.Message{Channel: ch, Type: "scan.progress", Data: data}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		if _, err := br.Publish(context.Background(), msgs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(msgs))/time.Since(start).Seconds(), "events/s")
+}
+
 // proxy forwards TCP connections to Redis until it is taken down.
 type proxy struct {
 	t      *testing.T
