@@ -133,8 +133,10 @@ def main():
                         [(r["result"]["deliveries_per_s"],
                           r["result"].get("latency_all_p99_us", r["result"]["latency_p99_us"]) / 1000)
                          for r in fan10k]))
+        warm = max(r["result"].get("warmup_s", 0) for r in sweep + fan10k)
+        after = f" (after a {warm:g} s warm-up)" if warm else ""
         write("p99-vs-rate.svg", chart(
-            "publish→receive p99 (after a 2 s warm-up) against deliveries/s, server on one core",
+            f"publish→receive p99{after} against deliveries/s, server on one core",
             "deliveries per second", "p99 latency (ms)", ser,
             hlines=[(100, "100 ms"), (50, "50 ms")]))
     if not idle and not sweep:

@@ -175,7 +175,7 @@ func BenchmarkIdleStreams(b *testing.B) {
 				b.ReportMetric(float64(int64(after)-int64(before))/float64(n), "B/conn")
 				b.ReportMetric(float64(runtime.NumGoroutine()), "goroutines")
 				cl.close()
-				e.close() // the next iteration counts its own server's goroutines only
+				e.close() // the next iteration counts no goroutine of this server
 			}
 		})
 	}

@@ -120,6 +120,9 @@ func (c *config) validate() error {
 	if c.warmup < 0 || c.warmup >= c.duration {
 		return errors.New("--warmup must be in [0, --duration)")
 	}
+	if c.warmup > 0 && c.shape != "fanout" && c.shape != "many-channels" {
+		return errors.New("--warmup applies to the fanout and many-channels shapes only")
+	}
 	if c.rate <= 0 || c.rate > 1e6 || c.ramp <= 0 || c.churn <= 0 {
 		return errors.New("--rate, --ramp and --churn must be positive (rate at most 1e6)")
 	}
