@@ -357,34 +357,25 @@ func BenchmarkPublish(b *testing.B) {
 // channels, one batch at a time, as a publisher sending large batches to one
 // instance does; the metric is events per second.
 func BenchmarkPublishBatch(b *testing.B) {
-	url := testURL(b)
-	br := newBroker(b, url, newPrefix(b), broker.Options{HistorySize: 100})
-	data := []byte(`{"progress":42,"status":"running","note":"a typical small event payload"}`)
-	msgs := make([]event.Message, 500)
-	for i := range msgs {
-		ch := channel.MustMake("bench", "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "r"+random())
-		msgs[i] = event.Message{Channel: ch, Type: "scan.progress", Data: data}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for b.Loop() {
-		if _, err := br.Publish(context.Background(), msgs); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*len(msgs))/time.Since(start).Seconds(), "events/s")
+	benchPublishBatch(b, func(int) string { return "r" + random() })
 }
 
 // BenchmarkPublishBatchOneChannel publishes batches of 500 events of one
 // channel: four script runs that must apply in order, so sent with EVAL.
 func BenchmarkPublishBatchOneChannel(b *testing.B) {
+	res := "r" + random()
+	benchPublishBatch(b, func(int) string { return res })
+}
+
+// benchPublishBatch publishes batches of 500 events, the i-th to resource
+// res(i), one batch at a time, and reports events per second.
+func benchPublishBatch(b *testing.B, res func(i int) string) {
 	url := testURL(b)
 	br := newBroker(b, url, newPrefix(b), broker.Options{HistorySize: 100})
 	data := []byte(`{"progress":42,"status":"running","note":"a typical small event payload"}`)
-	ch := channel.MustMake("bench", "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "r"+random())
 	msgs := make([]event.Message, 500)
 	for i := range msgs {
+		ch := channel.MustMake("bench", "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", res(i))
 		msgs[i] = event.Message{Channel: ch, Type: "scan.progress", Data: data}
 	}
 	b.ReportAllocs()
