@@ -72,9 +72,9 @@ func (b *bench) fill(r *result, subs []*sub, p0, p1, p2 proc, began time.Time, w
 	var steady, all histogram
 	for i := range b.lat {
 		steady.merge(&b.lat[i])
-		all.merge(&b.lat[i])
 		all.merge(&b.warmLat[i])
 	}
+	all.merge(&steady)
 	var last int64
 	for _, s := range subs {
 		s.track.finish(b.published[s.ch])
