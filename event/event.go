@@ -49,11 +49,24 @@ type Event struct {
 	// Published is when the event was accepted, in Unix nanoseconds, used for
 	// the publish→write latency histogram.
 	Published int64
+	// Lost marks not an event but a broker's notice that Channel's events up
+	// to Pos could not be delivered and history no longer holds them (Redis
+	// restarted empty, a flush, an expired key): Type and Data are empty, and
+	// Pos is where the channel goes on (offset 0 of a new epoch, or {0, 0}
+	// when the channel has no history at all). A stream not already at Pos
+	// tells its client with stream-reset and continues from Pos. Made with
+	// NewLost.
+	Lost bool
 
 	once  sync.Once
 	seg   string // cursor segment for (Channel, Pos)
 	body  []byte // "event: …\ndata: …\n\n"
 	frame []byte // "id: <seg>\n" + body
+}
+
+// NewLost returns the notice that ch's events up to at are lost (Event.Lost).
+func NewLost(ch channel.Name, at Position) *Event {
+	return &Event{Channel: ch, Pos: at, Lost: true}
 }
 
 // Frame returns the event's complete SSE block for a subscription to its
