@@ -9,6 +9,7 @@ import (
 	"hash"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sluicehq/sluice/channel"
 )
@@ -46,19 +47,64 @@ var (
 	ErrCursorCheck  = errors.New("event: cursor check failed")
 )
 
-// Codec encodes and decodes cursors under one deployment key. It is safe for
-// concurrent use.
+// Codec encodes and decodes cursors under the deployment's cursor key. It is
+// safe for concurrent use.
+//
+// The key can change while the process runs (Adopt): after a Redis that lost
+// its data, instances agree on a new key. Cursors are then written under the
+// new key, and cursors under the previous ones (up to maxOldKeys) are still
+// read, so that streams open across the change resume anywhere.
 type Codec struct {
+	ring atomic.Pointer[keyring]
+	mu   sync.Mutex // serialises Adopt
+}
+
+// maxOldKeys bounds how many earlier keys a Codec still reads.
+const maxOldKeys = 3
+
+type keyring struct {
+	cur *macKey
+	old []*macKey
+}
+
+// macKey is one key with a pool of its HMAC states.
+type macKey struct {
+	key  []byte
 	macs sync.Pool // of hash.Hash
+}
+
+func newMACKey(key []byte) *macKey {
+	k := &macKey{key: append([]byte(nil), key...)}
+	k.macs.New = func() any { return hmac.New(sha256.New, k.key) }
+	return k
 }
 
 // NewCodec returns a Codec for key. Every instance of a deployment must use the
 // same key, so that a cursor minted by one resumes on another.
 func NewCodec(key []byte) *Codec {
-	k := append([]byte(nil), key...)
 	c := &Codec{}
-	c.macs.New = func() any { return hmac.New(sha256.New, k) }
+	c.ring.Store(&keyring{cur: newMACKey(key)})
 	return c
+}
+
+// Adopt makes key the one cursors are written under, keeping the current key
+// (and up to maxOldKeys earlier ones) for reading. It reports whether the
+// key changed.
+func (c *Codec) Adopt(key []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.ring.Load()
+	if hmac.Equal(r.cur.key, key) {
+		return false
+	}
+	old := []*macKey{r.cur}
+	for _, k := range r.old {
+		if len(old) < maxOldKeys && !hmac.Equal(k.key, key) {
+			old = append(old, k)
+		}
+	}
+	c.ring.Store(&keyring{cur: newMACKey(key), old: old})
+	return true
 }
 
 // Segment encodes the position of one channel.
@@ -73,18 +119,34 @@ func (c *Codec) putSegment(raw []byte, ch channel.Name, p Position) int {
 	binary.BigEndian.PutUint64(raw[1:], nameHash(ch.String()))
 	binary.BigEndian.PutUint64(raw[9:], p.Epoch)
 	n := 17 + binary.PutUvarint(raw[17:], p.Offset)
-	c.mac(raw[n:n:n+macLen], raw[:n])
+	c.ring.Load().cur.mac(raw[n:n:n+macLen], raw[:n])
 	return n + macLen
 }
 
+// check reports whether mac is body's MAC under the current key or an
+// earlier one still read.
+func (c *Codec) check(body, mac []byte) bool {
+	r := c.ring.Load()
+	var sum [macLen]byte
+	if hmac.Equal(r.cur.mac(sum[:0], body), mac) {
+		return true
+	}
+	for _, k := range r.old {
+		if hmac.Equal(k.mac(sum[:0], body), mac) {
+			return true
+		}
+	}
+	return false
+}
+
 // mac appends the truncated MAC of body to dst.
-func (c *Codec) mac(dst []byte, body []byte) []byte {
-	h := c.macs.Get().(hash.Hash)
+func (k *macKey) mac(dst []byte, body []byte) []byte {
+	h := k.macs.Get().(hash.Hash)
 	h.Reset()
 	h.Write(body)
 	var sum [sha256.Size]byte
 	out := h.Sum(sum[:0])
-	c.macs.Put(h)
+	k.macs.Put(h)
 	return append(dst, out[:macLen]...)
 }
 
@@ -128,8 +190,7 @@ func (c *Codec) Decode(cursor string, chs []channel.Name) (pos []Position, named
 		if vn <= 0 || 17+vn != n-macLen {
 			return nil, nil, ErrCursorSyntax
 		}
-		var sum [macLen]byte
-		if !hmac.Equal(c.mac(sum[:0], raw[:n-macLen]), raw[n-macLen:n]) {
+		if !c.check(raw[:n-macLen], raw[n-macLen:n]) {
 			return nil, nil, ErrCursorCheck
 		}
 		h := binary.BigEndian.Uint64(raw[1:])

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -339,7 +340,7 @@ func TestCursorSyntax(t *testing.T) {
 		"unended varint":  {cursorVersion, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 1, 0x80},
 		"overlong varint": append([]byte{cursorVersion, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 1}, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f),
 	} {
-		seg := base64.RawURLEncoding.EncodeToString(c.mac(raw, raw))
+		seg := base64.RawURLEncoding.EncodeToString(c.ring.Load().cur.mac(raw, raw))
 		if _, _, err := c.Decode(seg, chs); !errors.Is(err, ErrCursorSyntax) {
 			t.Errorf("%s: err = %v, want ErrCursorSyntax", name, err)
 		}
@@ -428,4 +429,41 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCodecAdopt: after Adopt, cursors are written under the new key and
+// those written under the earlier keys (up to maxOldKeys) still read; a
+// cursor of a key never adopted does not.
+func TestCodecAdopt(t *testing.T) {
+	ch := channel.MustMake("scan", "3f1c2a9e-8d4b-4c1e-9a7f-0b5e6d7c8a91", "1")
+	chs := []channel.Name{ch}
+	key := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+	c := NewCodec(key(1))
+	stranger := NewCodec(key(9)).Encode(chs, []Position{{Epoch: 7, Offset: 3}})
+	var minted []string
+	for k := byte(1); k <= 5; k++ {
+		if k > 1 && !c.Adopt(key(k)) {
+			t.Fatalf("Adopt(key %d) reported no change", k)
+		}
+		if c.Adopt(key(k)) {
+			t.Fatalf("Adopt(key %d) twice reported a change", k)
+		}
+		minted = append(minted, c.Encode(chs, []Position{{Epoch: 7, Offset: uint64(k)}}))
+	}
+	if minted[4] != NewCodec(key(5)).Encode(chs, []Position{{Epoch: 7, Offset: 5}}) {
+		t.Error("after Adopt, cursors are not written under the new key")
+	}
+	for i, cur := range minted {
+		pos, named, err := c.Decode(cur, chs)
+		readable := i >= 4-maxOldKeys // the current key and maxOldKeys earlier ones
+		switch {
+		case readable && (err != nil || !named[0] || pos[0].Offset != uint64(i+1)):
+			t.Errorf("cursor under key %d: %v %v %v, want offset %d", i+1, pos, named, err, i+1)
+		case !readable && !errors.Is(err, ErrCursorCheck):
+			t.Errorf("cursor under key %d (too old): err = %v, want ErrCursorCheck", i+1, err)
+		}
+	}
+	if _, _, err := c.Decode(stranger, chs); !errors.Is(err, ErrCursorCheck) {
+		t.Errorf("cursor of a key never adopted: err = %v, want ErrCursorCheck", err)
+	}
 }
