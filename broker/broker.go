@@ -7,6 +7,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	mrand "math/rand/v2"
 	"sync"
 	"time"
@@ -22,6 +23,35 @@ var ErrUnavailable = errors.New("broker: unavailable")
 
 // ErrClosed is returned by a broker after Close.
 var ErrClosed = errors.New("broker: closed")
+
+// ErrIdempotencyConflict is returned by PublishIdempotent when the key was
+// used, within the history TTL, for a batch of another length.
+var ErrIdempotencyConflict = errors.New("broker: idempotency key already used for another batch")
+
+// PartialError is returned (wrapped or not) by a Publish that applied some
+// events of a batch and not others. It happens only on a Redis Cluster, where
+// a batch spanning several hash slots is applied per channel: each
+// channel's events all or none. Applied[i] reports whether msgs[i] was
+// published, and Positions[i] is then its position. A retry with the same
+// idempotency key publishes only what was not applied.
+type PartialError struct {
+	Applied   []bool
+	Positions []event.Position
+	Err       error // why the others were not
+}
+
+func (e *PartialError) Error() string {
+	n := 0
+	for _, a := range e.Applied {
+		if a {
+			n++
+		}
+	}
+	return fmt.Sprintf("broker: %d of %d events published: %v", n, len(e.Applied), e.Err)
+}
+
+// Unwrap returns why the batch was not applied in full.
+func (e *PartialError) Unwrap() error { return e.Err }
 
 // Subscriber receives live events.
 //
@@ -82,22 +112,35 @@ func (h *RevokeHandlers) Notify(r Revocation) {
 type Broker interface {
 	// Publish appends msgs to their channels' histories and fans them out, all
 	// or nothing: when it returns nil, every message is in history and has been
-	// handed to fan-out, in order per channel; on error none was published.
+	// handed to fan-out, in order per channel; on error none was published,
+	// except on a Redis Cluster, where a *PartialError says which were.
 	// It returns each message's position, in order.
 	Publish(ctx context.Context, msgs []event.Message) ([]event.Position, error)
+
+	// PublishIdempotent is Publish under an idempotency key: the first call
+	// with key publishes; a later one with the same key within the history
+	// TTL, on any instance of the deployment, publishes nothing and returns
+	// the first one's positions (or ErrIdempotencyConflict for a batch of
+	// another length). Concurrent calls with one key publish once. After a
+	// *PartialError, a retry publishes what was not applied.
+	PublishIdempotent(ctx context.Context, key string, msgs []event.Message) ([]event.Position, error)
 
 	// Subscribe registers s for live events of chans until the Subscription is
 	// closed. Events published after Subscribe returns reach s.
 	Subscribe(ctx context.Context, chans []channel.Name, s Subscriber) (Subscription, error)
 
-	// Heads returns, per channel, the position of its newest event (offset 0
-	// when it has none) in the channel's current epoch.
+	// Heads returns, per channel, the position of its newest event in the
+	// channel's current epoch, or {0, 0} for a channel without history
+	// (nothing published, or all of it expired or lost). Asking creates no
+	// state: naming channels costs nothing once the request is over.
 	Heads(ctx context.Context, chans []channel.Name) ([]event.Position, error)
 
 	// Since returns the events of ch after position after, oldest first, at
 	// most limit of them. ok is false when history cannot cover the position:
 	// another epoch, events after it trimmed or expired, or a position beyond
-	// the head; the caller then resets the client.
+	// the head; the caller then resets the client. The position {0, 0} (the
+	// head of a channel without history) is covered while the channel has
+	// no history, or while history still holds its epoch's first event.
 	Since(ctx context.Context, ch channel.Name, after event.Position, limit int) (evs []*event.Event, ok bool, err error)
 
 	// CursorKey returns the key that checks cursors, the same on every

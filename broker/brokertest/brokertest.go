@@ -50,6 +50,9 @@ func Run(t *testing.T, newBroker NewBroker) {
 	}{
 		{"PublishOffsets", testPublishOffsets},
 		{"Heads", testHeads},
+		{"HeadsAfterTrim", testHeadsAfterTrim},
+		{"Idempotent", testIdempotent},
+		{"IdempotentConcurrent", testIdempotentConcurrent},
 		{"SubscribeLive", testSubscribeLive},
 		{"SubscribeSeveralChannels", testSubscribeSeveral},
 		{"SubscriptionClose", testSubscriptionClose},
@@ -88,6 +91,7 @@ func RunShared(t *testing.T, newPair NewPair) {
 		{"TicketsShared", testSharedTickets},
 		{"RevocationsShared", testSharedRevocations},
 		{"CursorKeyShared", testSharedCursorKey},
+		{"IdempotentShared", testSharedIdempotent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.f(t, newPair) })
@@ -258,28 +262,108 @@ func testPublishOffsets(t *testing.T, nb NewBroker) {
 func testHeads(t *testing.T, nb NewBroker) {
 	b := nb(t, broker.Options{})
 	ch, ch2 := newChannel(t), newChannel(t)
+	// A channel nothing was published to has no history and holds no state:
+	// its head is {0, 0}, however often it is asked for.
 	h := heads(t, b, ch, ch2)
-	if h[0].Offset != 0 || h[0].Epoch == 0 || h[1].Offset != 0 {
-		t.Fatalf("heads of fresh channels = %v", h)
+	if h[0] != (event.Position{}) || h[1] != (event.Position{}) {
+		t.Fatalf("heads of fresh channels = %v, want {0, 0}", h)
 	}
 	if again := heads(t, b, ch); again[0] != h[0] {
 		t.Fatalf("heads moved without publish: %v then %v", h[0], again[0])
 	}
 	p := publish(t, b, msg(ch, 1))[0]
-	if p != (event.Position{Epoch: h[0].Epoch, Offset: 1}) {
-		t.Fatalf("first event at %v, want epoch of Heads %v and offset 1", p, h[0])
+	if p.Epoch == 0 || p.Offset != 1 {
+		t.Fatalf("first event at %v, want offset 1 of an epoch", p)
 	}
 	publish(t, b, msg(ch, 2))
 	h2 := heads(t, b, ch, ch2)
-	if h2[0] != (event.Position{Epoch: h[0].Epoch, Offset: 2}) || h2[1] != h[1] {
-		t.Fatalf("heads = %v, want [%v-2 %v]", h2, h[0].Epoch, h[1])
+	if h2[0] != (event.Position{Epoch: p.Epoch, Offset: 2}) || h2[1] != h[1] {
+		t.Fatalf("heads = %v, want [%v-2 {0 0}]", h2, p.Epoch)
 	}
-	// A cursor at offset 0 of the epoch Heads named resumes.
-	evs, ok, err := b.Since(ctx(t), ch, h[0], 10)
+	// A cursor at the head {0, 0} of a channel that had no history resumes
+	// from its first event.
+	evs, ok, err := b.Since(ctx(t), ch, event.Position{}, 10)
 	if err != nil || !ok || len(evs) != 2 {
-		t.Fatalf("Since(head before events) = %d events, %v, %v; want 2, true", len(evs), ok, err)
+		t.Fatalf("Since({0, 0}) = %d events, %v, %v; want 2, true", len(evs), ok, err)
 	}
-	checkContiguous(t, evs, ch, h[0].Epoch, 1)
+	checkContiguous(t, evs, ch, p.Epoch, 1)
+	if evs, ok, err := b.Since(ctx(t), ch2, event.Position{}, 10); err != nil || !ok || len(evs) != 0 {
+		t.Fatalf("Since({0, 0}) of a channel without history = %d events, %v, %v; want 0, true", len(evs), ok, err)
+	}
+}
+
+// testHeadsAfterTrim: a cursor {0, 0} does not resume a channel whose first
+// events are gone.
+func testHeadsAfterTrim(t *testing.T, nb NewBroker) {
+	b := nb(t, broker.Options{HistorySize: 3})
+	ch := newChannel(t)
+	publishN(t, b, ch, 0, 5)
+	if _, ok, err := b.Since(ctx(t), ch, event.Position{}, 10); err != nil || ok {
+		t.Fatalf("Since({0, 0}) after the first events were trimmed = %v, %v; want false", ok, err)
+	}
+}
+
+// testIdempotent: a Publish repeated with the same idempotency key publishes
+// nothing again and returns the first one's positions; a key reused for
+// another batch is refused.
+func testIdempotent(t *testing.T, nb NewBroker) {
+	b := nb(t, broker.Options{})
+	ch, ch2 := newChannel(t), newChannel(t)
+	var r Recorder
+	subscribe(t, b, &r, ch, ch2)
+	key := "batch-" + tenant()
+	batch := []event.Message{msg(ch, 1), msg(ch2, 2), msg(ch, 3)}
+	first, err := b.PublishIdempotent(ctx(t), key, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		again, err := b.PublishIdempotent(ctx(t), key, batch)
+		if err != nil || !slices.Equal(again, first) {
+			t.Fatalf("repeat = %v, %v; want %v", again, err, first)
+		}
+	}
+	if _, err := b.PublishIdempotent(ctx(t), key, batch[:2]); !errors.Is(err, broker.ErrIdempotencyConflict) {
+		t.Fatalf("key reused for another batch: err = %v, want ErrIdempotencyConflict", err)
+	}
+	other, err := b.PublishIdempotent(ctx(t), key+"-2", batch[:1])
+	if err != nil || other[0].Offset != first[2].Offset+1 {
+		t.Fatalf("another key = %v, %v; want the next offset", other, err)
+	}
+	evs := r.Wait(t, ch, 3)
+	checkContiguous(t, evs, ch, first[0].Epoch, 1)
+	if h := heads(t, b, ch, ch2); h[0].Offset != 3 || h[1].Offset != 1 {
+		t.Fatalf("heads after repeats = %v, want offsets 3 and 1", h)
+	}
+}
+
+// testIdempotentConcurrent: concurrent Publishes with one key publish once.
+func testIdempotentConcurrent(t *testing.T, nb NewBroker) {
+	b := nb(t, broker.Options{})
+	ch := newChannel(t)
+	key := "race-" + tenant()
+	var wg sync.WaitGroup
+	res := make([][]event.Position, 8)
+	for i := range res {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ps, err := b.PublishIdempotent(t.Context(), key, []event.Message{msg(ch, 1), msg(ch, 2)})
+			if err != nil {
+				t.Errorf("publish %d: %v", i, err)
+			}
+			res[i] = ps
+		}()
+	}
+	wg.Wait()
+	for i := range res {
+		if !slices.Equal(res[i], res[0]) {
+			t.Fatalf("publish %d got %v, publish 0 %v", i, res[i], res[0])
+		}
+	}
+	if h := heads(t, b, ch); h[0].Offset != 2 {
+		t.Fatalf("head = %v, want offset 2: the batch was published more than once", h[0])
+	}
 }
 
 func testSubscribeLive(t *testing.T, nb NewBroker) {
@@ -437,6 +521,10 @@ func testSince(t *testing.T, nb NewBroker) {
 		if err != nil || ok {
 			t.Fatalf("Since on a channel without history = %v, %v; want false", ok, err)
 		}
+		_, ok, err = b.Since(ctx(t), newChannel(t), event.Position{Epoch: e}, 10)
+		if err != nil || ok {
+			t.Fatalf("Since on a channel without history = %v, %v; want false", ok, err)
+		}
 	})
 }
 
@@ -560,7 +648,6 @@ func concurrent(t *testing.T, pubs []broker.Broker, subs []broker.Broker) {
 		rs[i] = &Recorder{}
 		subscribe(t, subs[i%len(subs)], rs[i], ch)
 	}
-	epoch := heads(t, pubs[0], ch)[0].Epoch
 	var wg sync.WaitGroup
 	errs := make(chan error, publishers)
 	for p := range publishers {
@@ -579,6 +666,7 @@ func concurrent(t *testing.T, pubs []broker.Broker, subs []broker.Broker) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	epoch := heads(t, pubs[0], ch)[0].Epoch
 	for _, r := range rs {
 		checkContiguous(t, r.Wait(t, ch, publishers*perPublisher), ch, epoch, 1)
 	}
@@ -809,11 +897,8 @@ func testSharedPublish(t *testing.T, np NewPair) {
 func testSharedHistory(t *testing.T, np NewPair) {
 	a, b := np(t, broker.Options{})
 	ch := newChannel(t)
-	h := heads(t, b, ch)[0]
+	h := heads(t, b, ch)[0] // {0, 0}: no history yet
 	ps := publishN(t, a, ch, 0, 3)
-	if ps[0].Epoch != h.Epoch {
-		t.Fatalf("epoch of Heads on b %v, of publish on a %v", h, ps[0])
-	}
 	ha, hb := heads(t, a, ch)[0], heads(t, b, ch)[0]
 	if ha != hb || ha != ps[2] {
 		t.Fatalf("heads a %v, b %v, last publish %v", ha, hb, ps[2])
@@ -822,7 +907,7 @@ func testSharedHistory(t *testing.T, np NewPair) {
 	if err != nil || !ok {
 		t.Fatalf("Since on b = %v, %v", ok, err)
 	}
-	checkContiguous(t, evs, ch, h.Epoch, 1)
+	checkContiguous(t, evs, ch, ps[0].Epoch, 1)
 	if len(evs) != 3 {
 		t.Fatalf("Since on b = %d events, want 3", len(evs))
 	}
@@ -860,5 +945,24 @@ func testSharedCursorKey(t *testing.T, np NewPair) {
 	}
 	if len(ka) == 0 || string(ka) != string(kb) {
 		t.Fatalf("cursor keys differ: %x and %x", ka, kb)
+	}
+}
+
+// testSharedIdempotent: a retry on another instance with the same key
+// publishes nothing again.
+func testSharedIdempotent(t *testing.T, np NewPair) {
+	a, b := np(t, broker.Options{})
+	ch := newChannel(t)
+	key := "shared-" + tenant()
+	first, err := a.PublishIdempotent(ctx(t), key, []event.Message{msg(ch, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.PublishIdempotent(ctx(t), key, []event.Message{msg(ch, 1)})
+	if err != nil || !slices.Equal(again, first) {
+		t.Fatalf("retry on the other instance = %v, %v; want %v", again, err, first)
+	}
+	if h := heads(t, b, ch); h[0].Offset != 1 {
+		t.Fatalf("head = %v, want offset 1", h[0])
 	}
 }

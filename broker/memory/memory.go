@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,7 @@ type Broker struct {
 	shards [shards]chanShard
 	closed atomic.Bool
 	stop   chan struct{}
-	done   chan struct{}
+	exited chan struct{} // closed when the janitor has stopped
 
 	tmu     sync.Mutex
 	tickets map[string]ticket
@@ -39,6 +40,17 @@ type Broker struct {
 	rmu      sync.Mutex
 	revoked  map[revKey]revEntry
 	handlers broker.RevokeHandlers
+
+	// imu serialises idempotent publishes (checking the key, publishing and
+	// recording it are one step) and guards done.
+	imu  sync.Mutex
+	done map[string]idemEntry
+}
+
+// idemEntry is what an idempotency key published, until expires.
+type idemEntry struct {
+	pos     []event.Position
+	expires time.Time
 }
 
 type chanShard struct {
@@ -76,9 +88,10 @@ func New(o broker.Options) *Broker {
 		hub:     hub.New(),
 		seed:    maphash.MakeSeed(),
 		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		exited:  make(chan struct{}),
 		tickets: make(map[string]ticket),
 		revoked: make(map[revKey]revEntry),
+		done:    make(map[string]idemEntry),
 	}
 	b.key = make([]byte, 32)
 	_, _ = rand.Read(b.key)
@@ -114,6 +127,25 @@ func (b *Broker) lock(ch string, create bool) *history {
 		}
 		h.mu.Unlock()
 	}
+}
+
+// PublishIdempotent implements broker.Broker.
+func (b *Broker) PublishIdempotent(ctx context.Context, key string, msgs []event.Message) ([]event.Position, error) {
+	b.imu.Lock()
+	defer b.imu.Unlock()
+	now := b.opts.Now()
+	if e, ok := b.done[key]; ok && now.Before(e.expires) {
+		if len(e.pos) != len(msgs) {
+			return nil, broker.ErrIdempotencyConflict
+		}
+		return slices.Clone(e.pos), nil
+	}
+	pos, err := b.Publish(ctx, msgs)
+	if err != nil {
+		return nil, err
+	}
+	b.done[key] = idemEntry{pos: slices.Clone(pos), expires: now.Add(b.opts.HistoryTTL)}
+	return pos, nil
 }
 
 // Publish implements broker.Broker.
@@ -214,9 +246,12 @@ func (b *Broker) Heads(_ context.Context, chans []channel.Name) ([]event.Positio
 	}
 	out := make([]event.Position, len(chans))
 	for i, ch := range chans {
-		// Creating the channel fixes its epoch, so that a cursor naming
-		// offset 0 stays valid once events arrive.
-		h := b.lock(ch.String(), true)
+		// A channel without history stays without state: its head is
+		// {0, 0}, which Since covers once events arrive.
+		h := b.lock(ch.String(), false)
+		if h == nil {
+			continue
+		}
 		h.used = b.opts.Now().UnixNano()
 		out[i] = event.Position{Epoch: h.epoch, Offset: h.head}
 		h.mu.Unlock()
@@ -231,10 +266,13 @@ func (b *Broker) Since(_ context.Context, ch channel.Name, after event.Position,
 	}
 	h := b.lock(ch.String(), false)
 	if h == nil {
-		return nil, false, nil
+		return nil, after == event.Position{}, nil
 	}
 	defer h.mu.Unlock()
 	h.expire(b.opts.Now().Add(-b.opts.HistoryTTL).UnixNano())
+	if after == (event.Position{}) {
+		after.Epoch = h.epoch // from the first event, if history holds it
+	}
 	if after.Epoch != h.epoch || after.Offset > h.head {
 		return nil, false, nil
 	}
@@ -324,14 +362,14 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	close(b.stop)
-	<-b.done
+	<-b.exited
 	return nil
 }
 
 // janitor periodically forgets what has expired: channels idle for a whole
 // HistoryTTL (no retained event, no local subscriber), tickets, revocations.
 func (b *Broker) janitor() {
-	defer close(b.done)
+	defer close(b.exited)
 	every := min(b.opts.HistoryTTL/2, time.Minute)
 	t := time.NewTicker(max(every, time.Second))
 	defer t.Stop()
@@ -374,6 +412,13 @@ func (b *Broker) sweep() {
 		}
 	}
 	b.tmu.Unlock()
+	b.imu.Lock()
+	for k, e := range b.done {
+		if !now.Before(e.expires) {
+			delete(b.done, k)
+		}
+	}
+	b.imu.Unlock()
 	b.rmu.Lock()
 	for k, e := range b.revoked {
 		if !now.Before(e.until) {

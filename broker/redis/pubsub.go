@@ -39,10 +39,19 @@ import (
 // When the connection is lost, local subscribers stay registered; the
 // connection is re-established with backoff and every channel of the hub is
 // subscribed again. Events published meanwhile are taken from history: a
-// tracker per channel remembers the position last fanned out, and a gap
-// (after a reconnection, or noticed on the next live event) is filled from
-// history when it still holds it. When it does not, the events go on with the
-// gap, which the stream layer can see in the offsets.
+// tracker per channel remembers the position last fanned out (or, before
+// any, the lowest head a local stream started from), and a gap (after a
+// reconnection, or noticed on the next live event) is filled from history.
+//
+// Filling never happens on the connection's reader, which fans out every
+// channel's live events: a channel being filled holds its live events in
+// its tracker (bounded), a goroutine reads history (at most maxFills at a
+// time) and fans out history then the held events, in order. When history
+// no longer holds what was missed (Redis lost its data, a flush, expiry),
+// subscribers get an event.Lost notice at the position the channel goes on
+// from, then every event of the channel's new epoch that history holds:
+// the stream layer turns the notice into stream-reset, so a gap is never
+// silent.
 
 const subShards = 64
 
@@ -53,11 +62,36 @@ type psConn struct {
 	c valkey.DedicatedClient
 }
 
-// tracker is the position last fanned out on one channel.
+// tracker is where fan-out stands on one channel. Its fields are guarded by
+// mu.
 type tracker struct {
-	mu   sync.Mutex
-	last event.Position
+	mu sync.Mutex
+	// last is the position last fanned out; valid once fanned is set.
+	last   event.Position
+	fanned bool
+	// base is the lowest head a local stream started from (Heads), while
+	// nothing was fanned out: where a catch-up starts then. baseSet tells
+	// whether there is one.
+	base    event.Position
+	baseSet bool
+	// While filling, a goroutine reads history; live events wait in held
+	// (at most maxHeld; beyond, they are dropped and the fill goes on from
+	// history until it reaches the live ones). refill asks the running fill
+	// to read history once more (a reconnection happened meanwhile).
+	filling bool
+	refill  bool
+	held    []*event.Event
+	// gone is set when the channel's last local subscriber left: a fill
+	// still running then fans out nothing (a new subscriber has a new
+	// tracker).
+	gone bool
 }
+
+// maxHeld bounds the live events a channel holds while it is being filled.
+const maxHeld = 4096
+
+// maxFills bounds the fills running at once.
+const maxFills = 8
 
 func subShard(ch string) int { return int(maphash.String(shardSeed, ch) % subShards) }
 
@@ -142,8 +176,14 @@ func (b *Broker) removeLocked(ch channel.Name, s broker.Subscriber) bool {
 		return false
 	}
 	b.tmu.Lock()
+	t := b.trackers[ch.String()]
 	delete(b.trackers, ch.String())
 	b.tmu.Unlock()
+	if t != nil {
+		t.mu.Lock()
+		t.gone = true
+		t.mu.Unlock()
+	}
 	return true
 }
 
@@ -243,8 +283,8 @@ func (b *Broker) closeConn() {
 	}
 }
 
-// catchUp fans out, per locally subscribed channel, what history holds
-// after the position last fanned out.
+// catchUp starts, for every locally subscribed channel whose position is
+// known, a fill of what was published while the connection was down.
 func (b *Broker) catchUp() {
 	b.tmu.Lock()
 	ts := make(map[string]*tracker, len(b.trackers))
@@ -258,27 +298,197 @@ func (b *Broker) catchUp() {
 			continue
 		}
 		t.mu.Lock()
-		if t.last.Epoch != 0 {
-			b.fill(t, ch, uint64(b.opts.HistorySize))
+		switch {
+		case t.filling:
+			t.refill = true
+		case t.fanned || t.baseSet:
+			t.filling = true
+			b.startFill(t, ch)
 		}
 		t.mu.Unlock()
 	}
 }
 
-// fill fans out, with t locked, at most n events after t.last from history.
-func (b *Broker) fill(t *tracker, ch channel.Name, n uint64) {
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	evs, ok, err := b.since(ctx, ch, t.last, int(min(n, uint64(b.opts.HistorySize))))
-	if err != nil || !ok {
-		b.log.Warn("redis broker: live events missed and not in history; subscribers see a gap",
-			"channel", ch.String(), "after", t.last.String(), "err", err)
+// noteHeads records, for channels with a local subscriber and nothing fanned
+// out yet, the lowest head a stream started from: a catch-up after a
+// reconnection starts there.
+func (b *Broker) noteHeads(chans []channel.Name, heads []event.Position) {
+	for i, ch := range chans {
+		b.tmu.Lock()
+		t := b.trackers[ch.String()]
+		b.tmu.Unlock()
+		if t == nil {
+			continue
+		}
+		h := heads[i]
+		t.mu.Lock()
+		if !t.baseSet || h.Epoch != t.base.Epoch || h.Offset < t.base.Offset {
+			t.base, t.baseSet = h, true
+		}
+		t.mu.Unlock()
+	}
+}
+
+// startFill reads history for t on a goroutine of its own; t is locked and
+// t.filling set by the caller.
+func (b *Broker) startFill(t *tracker, ch channel.Name) {
+	b.fills.Add(1)
+	go func() {
+		defer b.fills.Done()
+		select {
+		case b.fillSem <- struct{}{}:
+		case <-b.stop:
+			return
+		}
+		defer func() { <-b.fillSem }()
+		b.fill(t, ch)
+	}()
+}
+
+// fill fans out, in order, what history holds after t's position, then the
+// live events held meanwhile, and ends t's filling.
+func (b *Broker) fill(t *tracker, ch channel.Name) {
+	for {
+		t.mu.Lock()
+		from, known := t.last, t.fanned
+		if !known {
+			from, known = t.base, t.baseSet
+		}
+		t.refill = false
+		t.mu.Unlock()
+
+		var evs []*event.Event
+		if known {
+			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+			var err error
+			evs, err = b.history(ctx, ch, from)
+			cancel()
+			if err != nil {
+				// History cannot be read now: the held events go out with
+				// the gap, which the stream layer sees and reports as a
+				// reset; the next reconnection or gap tries again.
+				b.log.Warn("redis broker: reading history to fill a gap failed; subscribers get stream-reset",
+					"channel", ch.String(), "after", from.String(), "err", err)
+			}
+		}
+
+		t.mu.Lock()
+		for _, ev := range evs {
+			b.fanoutLocked(t, ev)
+		}
+		if t.refill && !b.closed.Load() {
+			t.mu.Unlock()
+			continue
+		}
+		for _, ev := range t.held {
+			b.fanoutLocked(t, ev)
+		}
+		clear(t.held)
+		t.held = t.held[:0]
+		t.filling = false
+		t.mu.Unlock()
 		return
 	}
-	for _, ev := range evs {
-		b.hub.Fanout(ev)
-		t.last = ev.Pos
+}
+
+// fanoutLocked fans ev out unless t is already past it, and moves t on.
+func (b *Broker) fanoutLocked(t *tracker, ev *event.Event) {
+	if t.gone || t.fanned && !ev.Lost && ev.Pos.Epoch == t.last.Epoch && ev.Pos.Offset <= t.last.Offset {
+		return
 	}
+	b.hub.Fanout(ev)
+	t.last, t.fanned = ev.Pos, true
+}
+
+// history returns what ch's subscribers at position from have missed: the
+// events after it, or, when history no longer holds them, an event.Lost
+// notice at the position the channel goes on from followed by every event
+// history holds from there.
+func (b *Broker) history(ctx context.Context, ch channel.Name, from event.Position) ([]*event.Event, error) {
+	limit := b.opts.HistorySize
+	head, entries, err := b.readHistory(ctx, ch, from.Offset+1, limit)
+	if err != nil {
+		return nil, err
+	}
+	if head.Epoch == 0 { // no history at all
+		if from == (event.Position{}) {
+			return nil, nil
+		}
+		return []*event.Event{event.NewLost(ch, event.Position{})}, nil
+	}
+	if head.Epoch != from.Epoch && from != (event.Position{}) {
+		// Another epoch: everything of the old one after from is gone; the
+		// new one is delivered from its first event history holds.
+		if _, entries, err = b.readHistory(ctx, ch, 1, limit); err != nil {
+			return nil, err
+		}
+		from = event.Position{Epoch: head.Epoch}
+		out := []*event.Event{nil}
+		out, err = appendEntries(out, ch, head.Epoch, entries)
+		if err != nil {
+			return nil, err
+		}
+		at := from
+		if len(out) > 1 {
+			at.Offset = out[1].Pos.Offset - 1
+		} else {
+			at.Offset = head.Offset
+		}
+		out[0] = event.NewLost(ch, at)
+		return out, nil
+	}
+	from.Epoch = head.Epoch
+	out, err := appendEntries(nil, ch, head.Epoch, entries)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case from.Offset >= head.Offset:
+		return nil, nil
+	case len(out) == 0: // trimmed or expired to nothing
+		return []*event.Event{event.NewLost(ch, head)}, nil
+	case out[0].Pos.Offset != from.Offset+1: // the oldest missed were trimmed
+		lost := event.NewLost(ch, event.Position{Epoch: head.Epoch, Offset: out[0].Pos.Offset - 1})
+		return append([]*event.Event{lost}, out...), nil
+	}
+	return out, nil
+}
+
+// readHistory runs the since script: ch's head (epoch 0 when it has no
+// history) and at most limit history entries from offset first on.
+func (b *Broker) readHistory(ctx context.Context, ch channel.Name, first uint64, limit int) (event.Position, []valkey.ValkeyMessage, error) {
+	name := ch.String()
+	r := b.execMulti(ctx, since, []valkey.LuaExec{{
+		Keys: []string{b.metaKey(name), b.streamKey(name)},
+		Args: []string{strconv.FormatUint(first, 10), strconv.Itoa(max(limit, 1))},
+	}})[0]
+	vs, err := r.ToArray()
+	if err != nil {
+		return event.Position{}, nil, err
+	}
+	if len(vs) == 0 {
+		return event.Position{}, nil, nil
+	}
+	if len(vs) != 3 {
+		return event.Position{}, nil, fmt.Errorf("unexpected since reply of %d values", len(vs))
+	}
+	head, err := positionOf(vs[:2])
+	if err != nil {
+		return event.Position{}, nil, err
+	}
+	entries, err := vs[2].ToArray()
+	return head, entries, err
+}
+
+func appendEntries(out []*event.Event, ch channel.Name, epoch uint64, entries []valkey.ValkeyMessage) ([]*event.Event, error) {
+	for _, e := range entries {
+		ev, err := decodeEntry(ch, epoch, e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
 }
 
 // onMessage handles one Pub/Sub message, on the connection's reader.
@@ -305,8 +515,10 @@ func (b *Broker) onMessage(m valkey.PubSubMessage) {
 	b.deliver(ev)
 }
 
-// deliver fans ev out, filling a gap from history first and skipping events
-// already fanned out by a catch-up.
+// deliver fans ev out, on the connection's reader. A gap before it (same
+// epoch, offsets skipped; or a new epoch that does not start at ev) starts
+// a fill, which fans out the missed events and then ev; while a fill runs,
+// the channel's live events wait for it.
 func (b *Broker) deliver(ev *event.Event) {
 	b.tmu.Lock()
 	t := b.trackers[ev.Channel.String()]
@@ -317,16 +529,28 @@ func (b *Broker) deliver(ev *event.Event) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.last.Epoch == ev.Pos.Epoch {
-		if ev.Pos.Offset <= t.last.Offset {
-			return
+	if t.filling {
+		if len(t.held) < maxHeld {
+			t.held = append(t.held, ev)
+		} else {
+			t.refill = true // history has it; the fill reads again
 		}
-		if gap := ev.Pos.Offset - t.last.Offset - 1; gap > 0 {
-			b.fill(t, ev.Channel, gap)
+		return
+	}
+	if t.fanned {
+		same := ev.Pos.Epoch == t.last.Epoch
+		if same && ev.Pos.Offset <= t.last.Offset {
+			return // a fill delivered it already
+		}
+		if same && ev.Pos.Offset > t.last.Offset+1 || !same && ev.Pos.Offset > 1 {
+			t.filling = true
+			t.held = append(t.held, ev)
+			b.startFill(t, ev.Channel)
+			return
 		}
 	}
 	b.hub.Fanout(ev)
-	t.last = ev.Pos
+	t.last, t.fanned = ev.Pos, true
 }
 
 func (b *Broker) drop(what, ch string, err error) {

@@ -40,6 +40,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
@@ -129,9 +130,12 @@ type Broker struct {
 	tmu       sync.Mutex
 	trackers  map[string]*tracker
 	dropped   atomic.Uint64
+	fills     sync.WaitGroup // fills running (pubsub.go)
+	fillSem   chan struct{}  // bounds them to maxFills
 
-	keyOnce sync.Mutex
-	key     []byte
+	keyOnce  sync.Mutex // guards key and keyFuncs
+	key      []byte
+	keyFuncs []func([]byte)
 
 	handlers broker.RevokeHandlers
 
@@ -163,6 +167,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		metrics:  cfg.Metrics,
 		hub:      hub.New(),
 		trackers: make(map[string]*tracker),
+		fillSem:  make(chan struct{}, maxFills),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -232,8 +237,8 @@ func (b *Broker) observe(op string, start time.Time) {
 // The runs answered NOSCRIPT are sent again after the others, so execMulti
 // keeps their order only when there is one: if Redis loses its script cache
 // in the middle of the pipeline and another client loads the script again,
-// a later run can succeed before an earlier one is re-sent. Runs that must
-// apply in order use evalMulti.
+// a later run can succeed before an earlier one is re-sent. Callers send
+// several runs only when their order does not matter (different channels).
 func (b *Broker) execMulti(ctx context.Context, s *script, execs []valkey.LuaExec) []valkey.ValkeyResult {
 	cmds := make(valkey.Commands, len(execs))
 	for i, e := range execs {
@@ -261,40 +266,38 @@ func (b *Broker) execMulti(ctx context.Context, s *script, execs []valkey.LuaExe
 	return res
 }
 
-// evalMulti runs one script several times in one pipelined round trip, in
-// order, with EVAL, which cannot be answered NOSCRIPT: the runs apply in the
-// order given whatever happens to Redis's script cache meanwhile. Each run
-// carries the script's source (~2 KB), which Redis hashes: batches of 500
-// events over four runs measured 2–4 % slower than with EVALSHA. Publish
-// uses it only for batches that need the order (split).
-func (b *Broker) evalMulti(ctx context.Context, s *script, execs []valkey.LuaExec) []valkey.ValkeyResult {
-	cmds := make(valkey.Commands, len(execs))
-	for i, e := range execs {
-		cmds[i] = b.eval(s, e)
-	}
-	return b.client.DoMulti(ctx, cmds...)
-}
-
 // eval is the EVAL command running s once with e's keys and arguments.
 func (b *Broker) eval(s *script, e valkey.LuaExec) valkey.Completed {
 	return b.client.B().Eval().Script(s.src).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
 }
 
-// maxScriptBatch bounds the events of one publish script run. Redis serves
-// nobody else while a script runs, so a run stays short (well under a
-// millisecond); a larger batch is several runs in one pipelined round trip.
-const maxScriptBatch = 128
-
-// Publish implements broker.Broker. A batch is a few runs of the publish
-// script (up to maxScriptBatch events each) pipelined in one round trip, in
-// order, so the messages of one channel get increasing offsets. Against a
-// Redis Cluster the runs are grouped by channel, whose two keys share a slot.
-// Validation happens before (the caller), so a batch fails only if Redis
-// does: then Publish returns an error, and the runs Redis did complete (a
-// pipeline does not stop at a failed run) stay published, in history and
-// fanned out, although their positions are not returned. Clients see them; the publisher, told the batch failed,
-// may publish it again.
+// Publish implements broker.Broker.
 func (b *Broker) Publish(ctx context.Context, msgs []event.Message) ([]event.Position, error) {
+	return b.publish(ctx, "", msgs)
+}
+
+// PublishIdempotent implements broker.Broker. The key is stored by the
+// publish script itself, in the same atomic step as the events, under
+// <prefix>idem:<sha256 of key> on one Redis, and per channel under
+// <prefix>idem:{<channel>}:<sha256 of key> on a Redis Cluster (each run
+// records what it applied, so a retry after a PartialError applies the
+// rest), for the history TTL.
+func (b *Broker) PublishIdempotent(ctx context.Context, key string, msgs []event.Message) ([]event.Position, error) {
+	if key == "" {
+		return nil, errors.New("redis broker: empty idempotency key")
+	}
+	return b.publish(ctx, key, msgs)
+}
+
+// publish applies a batch with the publish script: one run for the whole
+// batch on one Redis (or a Sentinel-managed one), so that it is all or
+// nothing; one run per channel on a Redis Cluster, whose scripts cannot
+// reach keys of several slots (a channel's keys share one). Validation
+// happens before (the caller), so a run fails only if Redis does.
+//
+// Redis runs nothing else while a script runs: a batch of the largest size
+// (1,000 events) holds it for about 10 ms.
+func (b *Broker) publish(ctx context.Context, idem string, msgs []event.Message) ([]event.Position, error) {
 	if b.closed.Load() {
 		return nil, broker.ErrClosed
 	}
@@ -304,100 +307,141 @@ func (b *Broker) Publish(ctx context.Context, msgs []event.Message) ([]event.Pos
 	if len(msgs) == 0 {
 		return nil, nil
 	}
+	// An instance whose Pub/Sub connection is down would not see its own
+	// events reach its own streams until it is back: it does not stand
+	// behind a publish it cannot deliver, and says so like Ready does.
+	if b.conn.Load() == nil {
+		return nil, fmt.Errorf("redis broker: publish: %w: Pub/Sub connection down, reconnecting", broker.ErrUnavailable)
+	}
 	start := time.Now()
 	defer b.observe("publish", start)
-	head := [4]string{
+	cluster := b.client.Mode() == valkey.ClientModeCluster
+	var idemHash string
+	if idem != "" {
+		sum := sha256.Sum256([]byte(idem))
+		idemHash = hex.EncodeToString(sum[:16])
+	}
+	head := [5]string{
 		strconv.FormatUint(broker.NewEpoch(), 10),
 		strconv.FormatInt(b.opts.Now().UnixNano(), 10),
 		strconv.Itoa(b.opts.HistorySize),
 		strconv.FormatInt(max(b.opts.HistoryTTL.Milliseconds(), 1), 10),
+		"0",
 	}
-	order, ends := runs(msgs, b.client.Mode() == valkey.ClientModeCluster)
+	if idem != "" {
+		head[4] = "1"
+	}
+	order, ends := runs(msgs, cluster)
 	execs := make([]valkey.LuaExec, len(ends))
 	lo := 0
 	for r, hi := range ends {
-		keys := make([]string, 0, 2*(hi-lo))
+		keys := make([]string, 0, 2*(hi-lo)+1)
 		args := append(make([]string, 0, len(head)+3*(hi-lo)), head[:]...)
 		for _, i := range order[lo:hi] {
 			ch := msgs[i].Channel.String()
 			keys = append(keys, b.metaKey(ch), b.streamKey(ch))
 			args = append(args, b.pubsubName(ch), msgs[i].Type, string(msgs[i].Data))
 		}
+		if idem != "" {
+			if cluster {
+				keys = append(keys, b.prefix+"idem:{"+msgs[order[lo]].Channel.String()+"}:"+idemHash)
+			} else {
+				keys = append(keys, b.prefix+"idem:"+idemHash)
+			}
+		}
 		execs[r] = valkey.LuaExec{Keys: keys, Args: args}
 		lo = hi
 	}
-	var res []valkey.ValkeyResult
-	if split(msgs, order, ends) {
-		res = b.evalMulti(ctx, publish, execs) // the runs' order is a channel's
-	} else {
-		res = b.execMulti(ctx, publish, execs)
-	}
+	res := b.execMulti(ctx, publish, execs)
 	out := make([]event.Position, len(msgs))
+	applied := make([]bool, len(msgs))
+	var errs []error
 	lo = 0
 	for r, hi := range ends {
-		vs, err := res[r].ToArray()
-		if err == nil && len(vs) != 2*(hi-lo) {
-			err = fmt.Errorf("unexpected script reply of %d values for %d events", len(vs), hi-lo)
-		}
-		for j, i := range order[lo:hi] {
-			if err != nil {
-				break
+		err := b.runResult(res[r], order[lo:hi], out)
+		if err == nil {
+			for _, i := range order[lo:hi] {
+				applied[i] = true
 			}
-			out[i], err = positionOf(vs[2*j : 2*j+2])
-		}
-		if err != nil {
-			return nil, b.fail(ctx, "publish", err)
+		} else {
+			errs = append(errs, err)
 		}
 		lo = hi
 	}
-	return out, nil
+	switch {
+	case len(errs) == 0:
+		return out, nil
+	case len(errs) == len(ends):
+		if errors.Is(errs[0], broker.ErrIdempotencyConflict) {
+			return nil, errs[0]
+		}
+		return nil, b.fail(ctx, "publish", errs[0])
+	default:
+		return nil, &broker.PartialError{Applied: applied, Positions: out, Err: b.fail(ctx, "publish", errs[0])}
+	}
+}
+
+// runResult decodes the reply of one publish run whose events are msgs[i]
+// for i in idx, into out.
+func (b *Broker) runResult(r valkey.ValkeyResult, idx []int, out []event.Position) error {
+	vs, err := r.ToArray()
+	if err != nil {
+		return err
+	}
+	if len(vs) == 2 { // {"dup", "<epoch> <offset> ..."}, or one event's position
+		if tag, _ := vs[0].ToString(); tag == "dup" {
+			prev, err := vs[1].ToString()
+			if err != nil {
+				return err
+			}
+			f := strings.Fields(prev)
+			if len(f) != 2*len(idx) {
+				return broker.ErrIdempotencyConflict
+			}
+			for j, i := range idx {
+				e, err1 := strconv.ParseUint(f[2*j], 10, 64)
+				o, err2 := strconv.ParseUint(f[2*j+1], 10, 64)
+				if err1 != nil || err2 != nil {
+					return fmt.Errorf("bad stored idempotency record %q", prev)
+				}
+				out[i] = event.Position{Epoch: e, Offset: o}
+			}
+			return nil
+		}
+	}
+	if len(vs) != 2*len(idx) {
+		return fmt.Errorf("unexpected script reply of %d values for %d events", len(vs), len(idx))
+	}
+	for j, i := range idx {
+		if out[i], err = positionOf(vs[2*j : 2*j+2]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runs splits a batch into script runs: order lists the indexes of msgs run
 // by run, ends[r] is where run r ends in order. Against one Redis (or a
-// Sentinel-managed one) the runs are consecutive slices of the batch; a
-// Redis Cluster cannot run one script over keys of several slots, so there
-// each run holds the events of one channel, in their order.
+// Sentinel-managed one) the whole batch is one run; a Redis Cluster cannot
+// run one script over keys of several slots, so there each run holds the
+// events of one channel, in their order.
 func runs(msgs []event.Message, cluster bool) (order, ends []int) {
 	order = make([]int, len(msgs))
 	for i := range order {
 		order[i] = i
 	}
-	if cluster {
-		slices.SortStableFunc(order, func(x, y int) int {
-			return strings.Compare(msgs[x].Channel.String(), msgs[y].Channel.String())
-		})
+	if !cluster {
+		return order, []int{len(order)}
 	}
-	lo := 0
+	slices.SortStableFunc(order, func(x, y int) int {
+		return strings.Compare(msgs[x].Channel.String(), msgs[y].Channel.String())
+	})
 	for i := 1; i < len(order); i++ {
-		if i-lo == maxScriptBatch || cluster && msgs[order[i]].Channel != msgs[order[i-1]].Channel {
+		if msgs[order[i]].Channel != msgs[order[i-1]].Channel {
 			ends = append(ends, i)
-			lo = i
 		}
 	}
 	return order, append(ends, len(order))
-}
-
-// split reports whether some channel has events in more than one run of a
-// batch: only then must the runs apply in their order (events are ordered
-// per channel, SPEC §4; across channels no order is promised).
-func split(msgs []event.Message, order, ends []int) bool {
-	if len(ends) < 2 {
-		return false
-	}
-	run := make(map[string]int32, len(msgs))
-	lo := 0
-	for r, hi := range ends {
-		for _, i := range order[lo:hi] {
-			ch := msgs[i].Channel.String()
-			if prev, ok := run[ch]; ok && prev != int32(r) {
-				return true
-			}
-			run[ch] = int32(r)
-		}
-		lo = hi
-	}
-	return false
 }
 
 // position decodes a {epoch, offset} script reply.
@@ -421,6 +465,7 @@ func positionOf(vs []valkey.ValkeyMessage) (event.Position, error) {
 	if err != nil {
 		return event.Position{}, fmt.Errorf("bad epoch %q", es)
 	}
+	// Only Heads answers epoch 0 (no history), always at offset 0.
 	o, err := vs[1].AsInt64()
 	if err != nil || o < 0 {
 		return event.Position{}, fmt.Errorf("bad offset: %v", err)
@@ -443,7 +488,7 @@ func (b *Broker) Heads(ctx context.Context, chans []channel.Name) ([]event.Posit
 	for i, ch := range chans {
 		execs[i] = valkey.LuaExec{
 			Keys: []string{b.metaKey(ch.String()), b.streamKey(ch.String())},
-			Args: []string{strconv.FormatUint(broker.NewEpoch(), 10), ttl},
+			Args: []string{ttl},
 		}
 	}
 	out := make([]event.Position, len(chans))
@@ -454,6 +499,7 @@ func (b *Broker) Heads(ctx context.Context, chans []channel.Name) ([]event.Posit
 		}
 		out[i] = p
 	}
+	b.noteHeads(chans, out)
 	return out, nil
 }
 
@@ -481,8 +527,8 @@ func (b *Broker) since(ctx context.Context, ch channel.Name, after event.Positio
 	if err != nil {
 		return nil, false, err
 	}
-	if len(vs) == 0 {
-		return nil, false, nil // no epoch: history lost or never existed
+	if len(vs) == 0 { // no epoch: history lost, expired or never there
+		return nil, after == event.Position{}, nil
 	}
 	if len(vs) != 3 {
 		return nil, false, fmt.Errorf("unexpected since reply of %d values", len(vs))
@@ -490,6 +536,9 @@ func (b *Broker) since(ctx context.Context, ch channel.Name, after event.Positio
 	head, err := positionOf(vs[:2])
 	if err != nil {
 		return nil, false, err
+	}
+	if after == (event.Position{}) {
+		after.Epoch = head.Epoch // from the first event, if history holds it
 	}
 	if after.Epoch != head.Epoch || after.Offset > head.Offset {
 		return nil, false, nil
@@ -548,20 +597,49 @@ func decodeEntry(ch channel.Name, epoch uint64, m valkey.ValkeyMessage) (*event.
 	}, nil
 }
 
-// restoreCursorKey puts the cached cursor key back if Redis lost it (a
-// restart without persistence, a flush), so that instances started later
-// read the same key and cursors stay portable.
+// restoreCursorKey runs after every reconnection: it puts the cursor key
+// back if Redis lost it (a restart without persistence, a flush), and if
+// another instance put a different one there first (one that started while
+// Redis was empty), adopts that one, so that every instance of the
+// deployment writes cursors under the same key again. The functions
+// registered with OnCursorKey learn of the change; cursors written under the
+// earlier key are still read (event.Codec.Adopt).
 func (b *Broker) restoreCursorKey(ctx context.Context) {
 	b.keyOnce.Lock()
+	defer b.keyOnce.Unlock()
 	k := b.key
-	b.keyOnce.Unlock()
 	if k == nil {
 		return
 	}
-	err := b.client.Do(ctx, b.client.B().Set().Key(b.prefix+"cursor-key").Value(string(k)).Nx().Build()).Error()
-	if err != nil && !valkey.IsValkeyNil(err) {
+	name := b.prefix + "cursor-key"
+	res := b.client.DoMulti(ctx,
+		b.client.B().Set().Key(name).Value(string(k)).Nx().Build(),
+		b.client.B().Get().Key(name).Build())
+	if err := res[0].Error(); err != nil && !valkey.IsValkeyNil(err) {
 		b.log.Warn("redis broker: restoring the cursor key", "err", err)
+		return
 	}
+	v, err := res[1].AsBytes()
+	if err != nil || len(v) < 16 {
+		b.log.Warn("redis broker: reading the cursor key back", "err", err, "bytes", len(v))
+		return
+	}
+	if string(v) == string(k) {
+		return
+	}
+	b.log.Warn("redis broker: another instance stored a new cursor key while Redis was empty; adopting it")
+	b.key = v
+	for _, f := range b.keyFuncs {
+		f(v)
+	}
+}
+
+// OnCursorKey registers f to be called with the new cursor key when this
+// instance adopts another (see restoreCursorKey). f must not block.
+func (b *Broker) OnCursorKey(f func(key []byte)) {
+	b.keyOnce.Lock()
+	defer b.keyOnce.Unlock()
+	b.keyFuncs = append(b.keyFuncs, f)
 }
 
 // CursorKey implements broker.Broker: the first instance to ask stores a
@@ -689,21 +767,24 @@ func (b *Broker) Revoke(ctx context.Context, r broker.Revocation, ttl time.Durat
 func (b *Broker) OnRevoke(f func(broker.Revocation)) { b.handlers.Add(f) }
 
 // RevokedAt implements auth.Revocations: the user's and the tenant's
-// revocation in one round trip; the later wins.
+// revocation in one round trip (two GETs, not an MGET: on a Redis Cluster
+// the two keys may live in different slots); the later wins.
 func (b *Broker) RevokedAt(ctx context.Context, tenant, user string) (time.Time, bool, error) {
 	if b.closed.Load() {
 		return time.Time{}, false, broker.ErrClosed
 	}
-	vs, err := b.client.Do(ctx, b.client.B().Mget().Key(b.revKey(tenant, user), b.revKey(tenant, "")).Build()).ToArray()
-	if err != nil {
-		return time.Time{}, false, b.fail(ctx, "revoked at", err)
-	}
+	res := b.client.DoMulti(ctx,
+		b.client.B().Get().Key(b.revKey(tenant, user)).Build(),
+		b.client.B().Get().Key(b.revKey(tenant, "")).Build())
 	var at time.Time
 	found := false
-	for _, v := range vs {
-		s, err := v.ToString()
+	for _, r := range res {
+		s, err := r.ToString()
+		if valkey.IsValkeyNil(err) {
+			continue // none
+		}
 		if err != nil {
-			continue // nil: none
+			return time.Time{}, false, b.fail(ctx, "revoked at", err)
 		}
 		ns, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
@@ -738,6 +819,7 @@ func (b *Broker) Close() error {
 	}
 	close(b.stop)
 	<-b.done
+	b.fills.Wait()
 	b.client.Close()
 	return nil
 }

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- Reads a channel's epoch, newest offset and the history entries from a given
 -- offset on, in one atomic step, so that the entries belong to the epoch
 -- returned with them. Whether they cover a position is decided by the caller.
