@@ -1,9 +1,12 @@
 package stream
 
 import (
+	"bufio"
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,4 +63,114 @@ func newBenchEnv(tb testing.TB, mutate ...func(*Config)) *benchEnv {
 	e := &benchEnv{s: s, b: b, srv: httptest.NewServer(s.Handler(QueryChannels))}
 	tb.Cleanup(e.close)
 	return e
+}
+
+// lineStream reads an SSE response line by line in the background.
+type lineStream struct {
+	resp  *http.Response
+	lines chan string
+	err   chan error // the body's final read error (io.EOF: a clean end)
+}
+
+func openLines(t *testing.T, e *benchEnv, ch channel.Name) *lineStream {
+	t.Helper()
+	return openLinesFrom(t, e, "", ch)
+}
+
+// openLinesFrom opens a stream on chans resuming from cursor (none when
+// empty).
+func openLinesFrom(t *testing.T, e *benchEnv, cursor string, chans ...channel.Name) *lineStream {
+	t.Helper()
+	q := ""
+	for i, ch := range chans {
+		if i > 0 {
+			q += "&"
+		}
+		q += "channel=" + ch.String()
+	}
+	req, err := http.NewRequest(http.MethodGet, e.srv.URL+"/events?"+q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cursor != "" {
+		req.Header.Set("Last-Event-ID", cursor)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	ls := &lineStream{resp: resp, lines: make(chan string, 4096), err: make(chan error, 1)}
+	go func() {
+		r := bufio.NewReader(resp.Body)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				ls.err <- err
+				close(ls.lines)
+				return
+			}
+			ls.lines <- strings.TrimSuffix(line, "\n")
+		}
+	}()
+	t.Cleanup(func() { resp.Body.Close() })
+	return ls
+}
+
+// until reads lines until one satisfies ok and returns the lines read.
+func (ls *lineStream) until(t *testing.T, d time.Duration, ok func(string) bool) []string {
+	t.Helper()
+	var got []string
+	timeout := time.After(d)
+	for {
+		select {
+		case l, open := <-ls.lines:
+			if !open {
+				t.Fatalf("stream ended; read %q", got)
+			}
+			got = append(got, l)
+			if ok(l) {
+				return got
+			}
+		case <-timeout:
+			t.Fatalf("timed out; read %q", got)
+		}
+	}
+}
+
+// end waits for the body to end and returns its final error.
+func (ls *lineStream) end(t *testing.T) error {
+	t.Helper()
+	for range ls.lines {
+	}
+	select {
+	case err := <-ls.err:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream did not end")
+		return nil
+	}
+}
+
+func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func publishN(t *testing.T, e *benchEnv, ch channel.Name, n int) {
+	t.Helper()
+	for i := range n {
+		msg := []event.Message{{Channel: ch, Type: "test.tick", Data: []byte(strconv.Itoa(i))}}
+		if _, err := e.b.Publish(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

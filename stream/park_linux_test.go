@@ -1,108 +1,16 @@
 package stream
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/channel"
-	"github.com/sluicehq/sluice/event"
 )
-
-// lineStream reads an SSE response line by line in the background.
-type lineStream struct {
-	resp  *http.Response
-	lines chan string
-	err   chan error // the body's final read error (io.EOF: a clean end)
-}
-
-func openLines(t *testing.T, e *benchEnv, ch channel.Name) *lineStream {
-	t.Helper()
-	resp, err := http.Get(e.srv.URL + "/events?channel=" + ch.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	ls := &lineStream{resp: resp, lines: make(chan string, 4096), err: make(chan error, 1)}
-	go func() {
-		r := bufio.NewReader(resp.Body)
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				ls.err <- err
-				close(ls.lines)
-				return
-			}
-			ls.lines <- strings.TrimSuffix(line, "\n")
-		}
-	}()
-	t.Cleanup(func() { resp.Body.Close() })
-	return ls
-}
-
-// until reads lines until one satisfies ok and returns the lines read.
-func (ls *lineStream) until(t *testing.T, d time.Duration, ok func(string) bool) []string {
-	t.Helper()
-	var got []string
-	timeout := time.After(d)
-	for {
-		select {
-		case l, open := <-ls.lines:
-			if !open {
-				t.Fatalf("stream ended; read %q", got)
-			}
-			got = append(got, l)
-			if ok(l) {
-				return got
-			}
-		case <-timeout:
-			t.Fatalf("timed out; read %q", got)
-		}
-	}
-}
-
-// end waits for the body to end and returns its final error.
-func (ls *lineStream) end(t *testing.T) error {
-	t.Helper()
-	for range ls.lines {
-	}
-	select {
-	case err := <-ls.err:
-		return err
-	case <-time.After(5 * time.Second):
-		t.Fatal("the stream did not end")
-		return nil
-	}
-}
-
-func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func publishN(t *testing.T, e *benchEnv, ch channel.Name, n int) {
-	t.Helper()
-	for i := range n {
-		msg := []event.Message{{Channel: ch, Type: "test.tick", Data: []byte(strconv.Itoa(i))}}
-		if _, err := e.b.Publish(context.Background(), msg); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func TestParkedKeepAliveEventsAndDrain(t *testing.T) {
 	e := newBenchEnv(t, func(c *Config) { c.KeepAlive = 300 * time.Millisecond })

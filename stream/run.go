@@ -204,7 +204,7 @@ func (wr *writer) appendQueued(c *conn) {
 		}
 		before := len(wr.buf)
 		wr.buf = wr.appendEvent(wr.buf, i, ev)
-		if len(wr.buf) != before {
+		if len(wr.buf) != before && !ev.Lost {
 			wr.s.cfg.Metrics.Latency(time.Duration(now - ev.Published))
 		}
 	}
@@ -223,12 +223,39 @@ func (wr *writer) index(ch channel.Name) int {
 	return -1
 }
 
-// appendEvent appends ev, the next event of channel i, unless the stream
-// is already past it (the replay delivered it).
+// appendEvent appends what ev means for channel i at the stream's position
+// there (the gap and epoch rule, SPEC §5):
+//
+//   - a Lost notice moves the stream to ev.Pos with a stream-reset, unless
+//     the stream is there already;
+//   - in the same epoch, an event at or before the position was delivered
+//     (by the replay) and is skipped, the next one is written, and one
+//     further on means events were missed: a stream-reset at the event
+//     before it, then the event;
+//   - in another epoch, the first event of a channel that had no history
+//     when the stream started ({0, 0}) is written; any other means the
+//     history the stream was in is gone: a stream-reset, then the event.
+//
+// No event is ever skipped silently: a client always learns of a loss.
 func (wr *writer) appendEvent(b []byte, i int, ev *event.Event) []byte {
 	p := wr.pos[i]
-	if ev.Pos.Epoch == p.Epoch && ev.Pos.Offset <= p.Offset {
+	if ev.Lost {
+		if ev.Pos != p {
+			b = wr.appendReset(b, i, ev.Pos)
+		}
 		return b
+	}
+	switch {
+	case ev.Pos.Epoch == p.Epoch:
+		if ev.Pos.Offset <= p.Offset {
+			return b
+		}
+		if ev.Pos.Offset != p.Offset+1 {
+			b = wr.appendReset(b, i, before(ev.Pos))
+		}
+	case p == event.Position{} && ev.Pos.Offset == 1:
+	default:
+		b = wr.appendReset(b, i, before(ev.Pos))
 	}
 	wr.pos[i] = ev.Pos
 	wr.evs++
@@ -238,6 +265,41 @@ func (wr *writer) appendEvent(b []byte, i int, ev *event.Event) []byte {
 		return append(b, frame...)
 	}
 	wr.segs[i] = seg
+	b = wr.appendID(b)
+	return append(b, body...)
+}
+
+// before returns the position just before p: where a stream stands once
+// it has delivered everything up to p's event but not that event.
+func before(p event.Position) event.Position {
+	if p.Offset > 0 {
+		p.Offset--
+	}
+	return p
+}
+
+// resetData is the data of a mid-stream stream-reset.
+var resetData = []byte(`{"reason":"` + ResetHistoryUnavailable + `"}`)
+
+// appendReset moves channel i to at and appends the mid-stream stream-reset
+// that tells the client so. Unlike the reset after stream-open it carries an
+// id, the stream's cursor with channel i at at, so that a client that
+// reconnects right after it resumes from there, not from before the loss.
+func (wr *writer) appendReset(b []byte, i int, at event.Position) []byte {
+	wr.pos[i] = at
+	seg := wr.s.cfg.Codec.Segment(wr.chans[i], at)
+	if wr.segs == nil {
+		b = append(append(append(b, "id: "...), seg...), '\n')
+	} else {
+		wr.segs[i] = seg
+		b = wr.appendID(b)
+	}
+	wr.s.cfg.Metrics.Reset(ResetHistoryUnavailable)
+	return event.AppendBlock(b, "", event.TypeReset, resetData)
+}
+
+// appendID appends the id line of a multi-channel stream: its cursor.
+func (wr *writer) appendID(b []byte) []byte {
 	b = append(b, "id: "...)
 	for j, sg := range wr.segs {
 		if j > 0 {
@@ -245,8 +307,7 @@ func (wr *writer) appendEvent(b []byte, i int, ev *event.Event) []byte {
 		}
 		b = append(b, sg...)
 	}
-	b = append(b, '\n')
-	return append(b, body...)
+	return append(b, '\n')
 }
 
 func (wr *writer) appendOpen(b []byte, st start) []byte {

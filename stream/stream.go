@@ -2,6 +2,15 @@
 // authenticates a request, resolves and gates its channels, subscribes, replays
 // from the client's cursor, and writes live events until the stream ends.
 //
+// A stream never skips events silently. When the events it receives for a
+// channel do not follow from where it is there (a gap in offsets, a new
+// epoch, a broker's notice that history was lost, or a replay cut short by
+// ReplayLimit), it writes a stream-reset with reason history-unavailable
+// before going on. Unlike the reset right after stream-open, such a
+// mid-stream reset carries an id: the stream's cursor with that channel at
+// the position where the stream goes on, so that a client reconnecting right
+// after it resumes from there.
+//
 // One Server serves every stream endpoint of a process. The generic
 // GET /events endpoint and a service's own feature endpoints are all built
 // with Server.Handler and differ only in their ChannelsFunc.
