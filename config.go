@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -58,6 +59,14 @@ type Config struct {
 	MaxHeaderBytes      int      // request header limit (16384) → 431
 	MaxURLBytes         int      // request target limit (8192) → 414
 	TrustedProxies      []string // CIDRs of proxies whose X-Forwarded-For names the client
+
+	HeaderTimeout          time.Duration // a request head must arrive within (10s)
+	BodyTimeout            time.Duration // a request body must arrive within (30s)
+	MaxPendingConns        int           // connections without a complete request head (4096)
+	MaxPendingConnsPerAddr int           // the same, per client address (256)
+	TicketRate             float64       // new stream tickets per second per user (10)
+	TicketBurst            int           // burst allowance of TicketRate (32)
+	MaxTicketsPerUser      int           // outstanding stream tickets per user (64)
 
 	RoutesFile  string // feature endpoints file (see docs/guide.md)
 	MetricsAddr string // separate listener for /metrics; empty: served on Addr
@@ -199,6 +208,20 @@ var settings = []setting{
 	{"SLUICE_MAX_HEADER_BYTES", "16384", "request header limit (431 above)", num(func(c *Config) *int { return &c.MaxHeaderBytes })},
 	{"SLUICE_MAX_URL_BYTES", "8192", "request target limit (414 above)", num(func(c *Config) *int { return &c.MaxURLBytes })},
 	{"SLUICE_TRUSTED_PROXIES", "", "comma list of proxy CIDRs whose X-Forwarded-For names the client (for SLUICE_CONN_RATE)", list(func(c *Config) *[]string { return &c.TrustedProxies })},
+	{"SLUICE_HEADER_TIMEOUT", "10s", "a request head must arrive within this time, or the connection is closed", posDur(func(c *Config) *time.Duration { return &c.HeaderTimeout })},
+	{"SLUICE_BODY_TIMEOUT", "30s", "a request body must arrive within this time (408); a body no handler reads closes the connection at once", posDur(func(c *Config) *time.Duration { return &c.BodyTimeout })},
+	{"SLUICE_MAX_PENDING_CONNS", "4096", "connections that have not sent a complete request head (new or idle); past it the oldest is closed", num(func(c *Config) *int { return &c.MaxPendingConns })},
+	{"SLUICE_MAX_PENDING_CONNS_PER_ADDR", "256", "the same per client address (trusted proxies exempt); past it the address's oldest is closed with a 429", num(func(c *Config) *int { return &c.MaxPendingConnsPerAddr })},
+	{"SLUICE_TICKET_RATE", "10", "new stream tickets per second per user (429 above)", func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 || math.IsInf(f, 0) {
+			return fmt.Errorf("must be a positive number: %q", v)
+		}
+		c.TicketRate = f
+		return nil
+	}},
+	{"SLUICE_TICKET_BURST", "32", "burst allowance of SLUICE_TICKET_RATE", num(func(c *Config) *int { return &c.TicketBurst })},
+	{"SLUICE_MAX_TICKETS_PER_USER", "64", "stream tickets a user may hold unredeemed on this instance (429 above)", num(func(c *Config) *int { return &c.MaxTicketsPerUser })},
 	{"SLUICE_ROUTES_FILE", "", "feature endpoints: paths mapped to channels, with authorizers", str(func(c *Config) *string { return &c.RoutesFile })},
 	{"SLUICE_METRICS_ADDR", "", "separate listen address for /metrics (default: served on SLUICE_ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
 	{"SLUICE_WRITE_COALESCE", "30ms", "writes to one stream are due at least this far apart: events arriving faster share a write; a write the server made more than a window late does not delay the next (0s: write each at once)", func(c *Config, v string) error {
@@ -308,6 +331,13 @@ func (c *Config) Validate() error {
 	fill(&c.WriteTimeout, d.WriteTimeout)
 	fill(&c.WriteCoalesce, d.WriteCoalesce)
 	fill(&c.MembershipCacheTTL, d.MembershipCacheTTL)
+	fill(&c.HeaderTimeout, d.HeaderTimeout)
+	fill(&c.BodyTimeout, d.BodyTimeout)
+	fill(&c.MaxPendingConns, d.MaxPendingConns)
+	fill(&c.MaxPendingConnsPerAddr, d.MaxPendingConnsPerAddr)
+	fill(&c.TicketRate, d.TicketRate)
+	fill(&c.TicketBurst, d.TicketBurst)
+	fill(&c.MaxTicketsPerUser, d.MaxTicketsPerUser)
 	fill(&c.Addr, d.Addr)
 	fill(&c.Membership, d.Membership)
 	fill(&c.Broker, d.Broker)

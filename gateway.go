@@ -156,6 +156,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		return nil, fmt.Errorf("broker: reading the cursor key: %w", err)
 	}
 	g.codec = event.NewCodec(key)
+	// A Redis broker may adopt another instance's cursor key after Redis
+	// lost its data: cursors are then written under it too.
+	if kc, ok := g.broker.(interface{ OnCursorKey(func([]byte)) }); ok {
+		kc.OnCursorKey(func(k []byte) { g.codec.Adopt(k) })
+	}
 
 	a, err := auth.New(ctx, auth.Config{
 		JWTSecret:        []byte(cfg.JWTSecret),
@@ -166,7 +171,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		Audience:         cfg.JWTAudience,
 		Leeway:           cfg.JWTLeeway,
 		APIKeysFile:      cfg.APIKeysFile,
-		Tickets:          g.broker,
+		Tickets:          auth.LimitTickets(g.broker, auth.TicketLimits{Rate: cfg.TicketRate, Burst: cfg.TicketBurst, MaxPerUser: cfg.MaxTicketsPerUser}),
 		Revocations:      g.broker,
 	})
 	if err != nil {

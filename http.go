@@ -9,13 +9,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/limits"
 	"github.com/sluicehq/sluice/problem"
 	"github.com/sluicehq/sluice/routes"
 	"github.com/sluicehq/sluice/stream"
@@ -54,8 +58,136 @@ func (g *Gateway) routes(feature []routes.Route, extra func(*Gateway, *http.Serv
 		}()
 		extra(g, mux)
 	}
-	return g.cors(g.limits.Middleware(g.accessLog(mux))), nil
+	h = g.cors(g.limits.Middleware(cleanPaths(g.accessLog(mux))))
+	return &gatewayHandler{cfg: g.cfg, next: bodyGuard(h, g.cfg.BodyTimeout)}, nil
 }
+
+// gatewayHandler is the Gateway's Handler. It carries the configuration so
+// that NewHTTPServer can apply the connection settings.
+type gatewayHandler struct {
+	cfg  Config
+	next http.Handler
+}
+
+func (h *gatewayHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.next.ServeHTTP(w, r) }
+
+// cleanPaths answers CONNECT with 405 and a path that is not in clean form
+// (dot segments, doubled slashes) with 404, both problems: ServeMux would
+// answer CONNECT host:port with a text/plain 404 and redirect the others to
+// the clean path with the query echoed in Location, tickets and tokens
+// included.
+func cleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			w.Header().Set("Allow", "GET, POST, OPTIONS")
+			problem.Write(w, problem.New(http.StatusMethodNotAllowed, problem.CodeMethodNotAllowed, "CONNECT is not served here: this is not a proxy"))
+			return
+		}
+		if p := r.URL.Path; p == "" || p[0] != '/' || path.Clean(p) != p && path.Clean(p)+"/" != p {
+			problem.Write(w, problem.New(http.StatusNotFound, problem.CodeNotFound, "no such endpoint: the path must be in clean form (no dot segments or doubled slashes)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// unreadBodyLinger is how long the server reads on, after answering, the
+// body of a request it did not read, so that a client that sent it gets
+// its answer rather than a reset; a client that never sends it is cut then.
+const unreadBodyLinger = 500 * time.Millisecond
+
+// bodyGuard bounds the request body of every HTTP/1 request that declares
+// one: it must arrive within timeout (a read past it fails, and the handler
+// answers 408). A request answered before its body was read to the end is
+// answered with Connection: close, and the connection is closed once the
+// answer is sent, rather than drained: net/http would otherwise wait for
+// the body, forever for a client that never sends it, before answering.
+// Requests without a body, streams among them, are untouched.
+func bodyGuard(next http.Handler, timeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 1 || r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(timeout))
+		body := &guardedBody{ReadCloser: r.Body}
+		r.Body = body
+		gw := &guardedWriter{ResponseWriter: w, body: body}
+		next.ServeHTTP(gw, r)
+		if !body.eof.Load() {
+			gw.closeIfUnread()
+			// net/http drains the body after the answer is flushed: only
+			// for a moment.
+			_ = rc.SetReadDeadline(time.Now().Add(unreadBodyLinger))
+		}
+	})
+}
+
+// guardedBody records whether the body was read to its end, and turns a
+// read past the body deadline into a 408 problem for the handler.
+type guardedBody struct {
+	io.ReadCloser
+	eof atomic.Bool
+}
+
+// errBodyTimeout is the error a read of a body past its deadline returns.
+var errBodyTimeout = problem.New(http.StatusRequestTimeout, CodeBodyTimeout, "the request body did not arrive within SLUICE_BODY_TIMEOUT")
+
+// CodeBodyTimeout is the problem code of a request whose body did not
+// arrive within SLUICE_BODY_TIMEOUT (408).
+const CodeBodyTimeout = "body_timeout"
+
+func (b *guardedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = errBodyTimeout
+	}
+	return n, err
+}
+
+// guardedWriter adds Connection: close to an answer sent before the body
+// was read to its end.
+type guardedWriter struct {
+	http.ResponseWriter
+	body  *guardedBody
+	wrote bool
+}
+
+func (w *guardedWriter) closeIfUnread() {
+	if !w.wrote && !w.body.eof.Load() {
+		w.Header().Set("Connection", "close")
+	}
+}
+
+func (w *guardedWriter) WriteHeader(code int) {
+	if code >= 200 { // 1xx are interim answers
+		w.closeIfUnread()
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *guardedWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.closeIfUnread()
+		w.wrote = true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// FlushError flushes through, the header decided first.
+func (w *guardedWriter) FlushError() error {
+	if !w.wrote {
+		w.closeIfUnread()
+		w.wrote = true
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *guardedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // only answers 405 with a problem body to methods other than m (and HEAD for
 // GET routes is not served: streams and probes are GETs).
@@ -183,6 +315,9 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, v any) error 
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
+		if p, ok := problem.As(err); ok && p == errBodyTimeout {
+			return p
+		}
 		if errors.As(err, &mbe) {
 			return problem.New(http.StatusRequestEntityTooLarge, problem.CodeBodyTooLarge, "the request body exceeds SLUICE_MAX_BODY_BYTES")
 		}
@@ -221,6 +356,9 @@ func (g *Gateway) serveTicket(w http.ResponseWriter, r *http.Request) {
 	}
 	t, ttl, err := g.auth.IssueTicket(r.Context(), p)
 	if err != nil {
+		if d, ok := limits.RetryAfter(err); ok {
+			w.Header().Set("Retry-After", limits.RetryAfterSeconds(d))
+		}
 		g.writeFault(w, err)
 		return
 	}

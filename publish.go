@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/channel"
@@ -51,16 +52,67 @@ func (g *Gateway) Publish(ctx context.Context, ch channel.Name, typ string, data
 
 // PublishBatch validates every event, then publishes them all, in order; one
 // invalid event refuses the whole batch and nothing of it is delivered.
+// On a Redis Cluster a batch across hash slots is applied per channel: an
+// error that is a *broker.PartialError says which events were published.
 func (g *Gateway) PublishBatch(ctx context.Context, evs []Event) ([]event.Position, error) {
+	return g.publish(ctx, "", evs)
+}
+
+// PublishIdempotent is PublishBatch under an idempotency key (the
+// Idempotency-Key header of POST /publish): the first call with key
+// publishes; a repeat within the history TTL, on any instance, publishes
+// nothing and returns the first call's positions. A key names one batch:
+// reused for a batch of another length it is refused (422).
+func (g *Gateway) PublishIdempotent(ctx context.Context, key string, evs []Event) ([]event.Position, error) {
+	if err := validIdempotencyKey(key); err != nil {
+		g.metrics.PublishRefused(problemCode(err))
+		return nil, err
+	}
+	return g.publish(ctx, key, evs)
+}
+
+// MaxIdempotencyKey is the longest Idempotency-Key accepted.
+const MaxIdempotencyKey = 255
+
+// validIdempotencyKey checks an Idempotency-Key: 1 to 255 visible ASCII
+// characters.
+func validIdempotencyKey(k string) error {
+	if k == "" || len(k) > MaxIdempotencyKey {
+		return problem.New(http.StatusBadRequest, problem.CodeInvalidIdempotencyKey,
+			"Idempotency-Key must be 1 to 255 visible ASCII characters, e.g. a UUID per batch")
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return problem.New(http.StatusBadRequest, problem.CodeInvalidIdempotencyKey,
+				"Idempotency-Key must be 1 to 255 visible ASCII characters (no spaces or control characters), e.g. a UUID per batch")
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) publish(ctx context.Context, key string, evs []Event) ([]event.Position, error) {
 	msgs, err := g.validate(evs)
 	if err != nil {
 		g.metrics.PublishRefused(problemCode(err))
 		return nil, err
 	}
-	pos, err := g.broker.Publish(ctx, msgs)
+	var pos []event.Position
+	if key == "" {
+		pos, err = g.broker.Publish(ctx, msgs)
+	} else {
+		pos, err = g.broker.PublishIdempotent(ctx, key, msgs)
+	}
 	if err != nil {
 		code := problem.CodeInternal
-		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrClosed) {
+		var partial *broker.PartialError
+		switch {
+		case errors.As(err, &partial):
+			code = problem.CodePartiallyPublished
+		case errors.Is(err, broker.ErrIdempotencyConflict):
+			code = problem.CodeIdempotencyConflict
+			err = problem.New(http.StatusUnprocessableEntity, code,
+				"this Idempotency-Key was used for another batch; use a new key for each batch")
+		case errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrClosed):
 			code = problem.CodeBrokerUnavailable
 		}
 		g.metrics.PublishRefused(code)
@@ -148,7 +200,19 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 	default:
 		evs = []Event{req.Event}
 	}
-	pos, err := g.PublishBatch(r.Context(), evs)
+	var pos []event.Position
+	var err error
+	if key, ok := r.Header["Idempotency-Key"]; ok {
+		pos, err = g.PublishIdempotent(r.Context(), strings.Join(key, ","), evs)
+	} else {
+		pos, err = g.PublishBatch(r.Context(), evs)
+	}
+	var partial *broker.PartialError
+	if errors.As(err, &partial) {
+		g.log.Warn("publish applied in part (Redis Cluster)", "err", err)
+		problem.Write(w, partialProblem(partial))
+		return
+	}
 	if err != nil {
 		g.writeFault(w, err)
 		return
@@ -160,4 +224,21 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		IDs []string `json:"ids"`
 	}{ids})
+}
+
+// partialProblem is the answer to a batch a Redis Cluster applied in part:
+// 503, with the ids of the events that were published and which were.
+func partialProblem(e *broker.PartialError) *problem.Problem {
+	p := problem.New(http.StatusServiceUnavailable, problem.CodePartiallyPublished,
+		"the event broker applied only some channels' events of this batch (see applied); "+
+			"retry the same request with the same Idempotency-Key to publish the rest exactly once")
+	p.Applied = e.Applied
+	p.IDs = make([]*string, len(e.Applied))
+	for i, ok := range e.Applied {
+		if ok {
+			id := e.Positions[i].String()
+			p.IDs[i] = &id
+		}
+	}
+	return p
 }

@@ -2,19 +2,70 @@ package sluice
 
 import (
 	"net/http"
+	"net/netip"
 	"time"
+
+	"github.com/sluicehq/sluice/limits"
 )
 
-// NewHTTPServer returns an http.Server suited to long-lived streams: bounded
-// header reads, no write timeout (each stream bounds its own writes), and
-// limits on request headers.
+// NewHTTPServer returns an http.Server suited to long-lived streams: request
+// heads must arrive within SLUICE_HEADER_TIMEOUT, connections that have not
+// sent a complete request are bounded per client address and in total
+// (SLUICE_MAX_PENDING_CONNS_PER_ADDR, SLUICE_MAX_PENDING_CONNS; see
+// limits.Conns), there is no write timeout (each stream bounds its own
+// writes), and request heads are limited in size.
+//
+// When h is a Gateway's Handler, those settings come from the gateway's
+// Config (the body deadline, SLUICE_BODY_TIMEOUT, is applied by the handler
+// itself); for any other handler, such as a mux that mounts a Gateway's
+// Handler, they are the defaults.
 func NewHTTPServer(h http.Handler) *http.Server {
+	cfg := DefaultConfig()
+	if gh, ok := h.(*gatewayHandler); ok {
+		cfg = gh.cfg
+	}
+	exempt := trustedPeer(cfg.TrustedProxies)
+	conns := limits.NewConns(limits.ConnsConfig{
+		MaxPending:        cfg.MaxPendingConns,
+		MaxPendingPerAddr: cfg.MaxPendingConnsPerAddr,
+		Exempt:            exempt,
+	})
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.HeaderTimeout,
 		IdleTimeout:       120 * time.Second,
 		// Headers are bounded by the limits middleware, which answers 431
 		// with a problem body; this is only the hard ceiling.
 		MaxHeaderBytes: 1 << 20,
+		ConnState:      conns.ConnState,
+	}
+}
+
+// trustedPeer reports whether a peer address is one of the trusted proxies
+// (checked by Validate); nil without any.
+func trustedPeer(trusted []string) func(netip.Addr) bool {
+	if len(trusted) == 0 {
+		return nil
+	}
+	var nets []netip.Prefix
+	for _, t := range trusted {
+		p, err := netip.ParsePrefix(t)
+		if err != nil {
+			a, err := netip.ParseAddr(t)
+			if err != nil {
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		nets = append(nets, p.Masked())
+	}
+	return func(a netip.Addr) bool {
+		a = a.Unmap()
+		for _, n := range nets {
+			if n.Contains(a) {
+				return true
+			}
+		}
+		return false
 	}
 }

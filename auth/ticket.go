@@ -8,6 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
+	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,8 +54,9 @@ var ticketLen = base64.RawURLEncoding.EncodedLen(ticketBytes)
 // with Kind KindTicket and IssuedAt the issue time.
 //
 // ttl is cfg.TicketTTL, shortened to what is left of p's credential when that
-// expires sooner. An already expired p gets a 401 *problem.Problem;
-// ErrNoTicketStore or a store error are faults.
+// expires sooner. An already expired p gets a 401 *problem.Problem; a
+// *TicketRefusal of a limited store (LimitTickets) is returned as it is (a
+// 429 problem); ErrNoTicketStore or another store error are faults.
 func (a *Authenticator) IssueTicket(ctx context.Context, p Principal) (ticket string, ttl time.Duration, err error) {
 	if a.tickets == nil {
 		return "", 0, ErrNoTicketStore
@@ -82,6 +86,10 @@ func (a *Authenticator) IssueTicket(ctx context.Context, p Principal) (ticket st
 		Credential: p.Credential,
 	}
 	if err := a.tickets.PutTicket(ctx, ticketID(ticket), stored, ttl); err != nil {
+		var refused *TicketRefusal
+		if errors.As(err, &refused) {
+			return "", 0, err
+		}
 		return "", 0, fmt.Errorf("auth: storing ticket: %w", err)
 	}
 	return ticket, ttl, nil
@@ -183,4 +191,179 @@ func (s *MemoryTickets) TakeTicket(_ context.Context, id string) (Principal, boo
 		return Principal{}, false, nil
 	}
 	return t.p, true, nil
+}
+
+// CodeTooManyTickets is the problem code of a ticket refused because its
+// user already holds TicketLimits.MaxPerUser unredeemed tickets.
+const CodeTooManyTickets = "too_many_tickets"
+
+// TicketLimits bounds how many stream tickets one user (of one tenant) may
+// ask for; a zero field means no bound of that kind.
+type TicketLimits struct {
+	Rate       float64 // new tickets per second per user
+	Burst      int     // burst allowance of Rate (at least 1)
+	MaxPerUser int     // tickets issued and neither redeemed nor expired, per user
+
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// TicketRefusal is the error of a ticket refused by a limited TicketStore: a
+// 429 problem (problem.CodeRateLimited or CodeTooManyTickets) and how long
+// to wait before asking again, which the HTTP edge sends as Retry-After.
+type TicketRefusal struct {
+	*problem.Problem
+	After time.Duration
+}
+
+// Unwrap returns the problem.
+func (r *TicketRefusal) Unwrap() error { return r.Problem }
+
+// RetryAfter returns how long to wait before asking again.
+func (r *TicketRefusal) RetryAfter() time.Duration { return r.After }
+
+// LimitTickets returns store bounded by l: PutTicket refuses, with a
+// *TicketRefusal, a ticket for a user over the rate or holding MaxPerUser
+// outstanding tickets; TakeTicket frees the place of a ticket it redeems.
+// The counts are this process's: with a broker shared by several instances,
+// a ticket issued here and redeemed elsewhere keeps its place here until it
+// expires, and each instance bounds the tickets it issues. Memory is
+// bounded by MaxPerUser entries per user with tickets outstanding; users
+// with none are forgotten once their rate allowance has refilled.
+func LimitTickets(store TicketStore, l TicketLimits) TicketStore {
+	if l.Rate <= 0 && l.MaxPerUser <= 0 {
+		return store
+	}
+	return &limitedTickets{TicketStore: store, lim: l, users: map[string]*ticketUser{}, byID: map[string]string{}}
+}
+
+type limitedTickets struct {
+	TicketStore
+	lim TicketLimits
+
+	mu      sync.Mutex
+	users   map[string]*ticketUser // by tenant "\x00" user
+	byID    map[string]string      // ticket id → user key
+	sweepAt int
+}
+
+type ticketUser struct {
+	tokens float64
+	last   time.Time
+	out    map[string]time.Time // outstanding ticket id → expiry
+}
+
+func (s *limitedTickets) now() time.Time {
+	if s.lim.Now != nil {
+		return s.lim.Now()
+	}
+	return time.Now()
+}
+
+func (s *limitedTickets) burst() float64 { return float64(max(s.lim.Burst, 1)) }
+
+// PutTicket implements TicketStore.
+func (s *limitedTickets) PutTicket(ctx context.Context, id string, p Principal, ttl time.Duration) error {
+	key := p.Tenant + "\x00" + p.User
+	now := s.now()
+	s.mu.Lock()
+	if len(s.users) >= max(s.sweepAt, 1024) {
+		s.sweep(now)
+	}
+	u := s.users[key]
+	if u == nil {
+		u = &ticketUser{tokens: s.burst(), last: now}
+		s.users[key] = u
+	}
+	s.prune(u, now)
+	if s.lim.MaxPerUser > 0 && len(u.out) >= s.lim.MaxPerUser {
+		first := now.Add(ttl)
+		for _, exp := range u.out {
+			if exp.Before(first) {
+				first = exp
+			}
+		}
+		s.mu.Unlock()
+		return &TicketRefusal{
+			Problem: problem.New(http.StatusTooManyRequests, CodeTooManyTickets,
+				"this user holds "+strconv.Itoa(s.lim.MaxPerUser)+" unused tickets, the most allowed; use one, or wait for one to expire"),
+			After: max(first.Sub(now), time.Millisecond),
+		}
+	}
+	if s.lim.Rate > 0 {
+		if el := now.Sub(u.last).Seconds(); el > 0 {
+			u.tokens = min(s.burst(), u.tokens+el*s.lim.Rate)
+			u.last = now
+		}
+		if u.tokens < 1 {
+			wait := time.Duration(min((1-u.tokens)/s.lim.Rate, 86400) * float64(time.Second))
+			s.mu.Unlock()
+			wait = max(wait, time.Millisecond)
+			return &TicketRefusal{
+				Problem: problem.New(http.StatusTooManyRequests, problem.CodeRateLimited,
+					"too many tickets asked for by this user; retry in "+strconv.FormatInt(max(int64(math.Ceil(wait.Seconds())), 1), 10)+" s"),
+				After: wait,
+			}
+		}
+		u.tokens--
+	}
+	if s.lim.MaxPerUser > 0 {
+		if u.out == nil {
+			u.out = make(map[string]time.Time)
+		}
+		u.out[id] = now.Add(ttl)
+		s.byID[id] = key
+	}
+	s.mu.Unlock()
+	if err := s.TicketStore.PutTicket(ctx, id, p, ttl); err != nil {
+		s.forget(id)
+		return err
+	}
+	return nil
+}
+
+// TakeTicket implements TicketStore.
+func (s *limitedTickets) TakeTicket(ctx context.Context, id string) (Principal, bool, error) {
+	p, ok, err := s.TicketStore.TakeTicket(ctx, id)
+	if err == nil {
+		s.forget(id) // redeemed, or unknown to the store: its place is free
+	}
+	return p, ok, err
+}
+
+// forget frees the place of ticket id.
+func (s *limitedTickets) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key, ok := s.byID[id]
+	if !ok {
+		return
+	}
+	delete(s.byID, id)
+	if u := s.users[key]; u != nil {
+		delete(u.out, id)
+	}
+}
+
+// prune drops u's expired tickets; mu is held.
+func (s *limitedTickets) prune(u *ticketUser, now time.Time) {
+	for id, exp := range u.out {
+		if !now.Before(exp) {
+			delete(u.out, id)
+			delete(s.byID, id)
+		}
+	}
+}
+
+// sweep forgets users with no outstanding ticket and a full allowance; mu
+// is held.
+func (s *limitedTickets) sweep(now time.Time) {
+	for key, u := range s.users {
+		s.prune(u, now)
+		refilled := s.lim.Rate <= 0 || u.tokens+now.Sub(u.last).Seconds()*s.lim.Rate >= s.burst()
+		if len(u.out) == 0 && refilled {
+			delete(s.users, key)
+		}
+	}
+	s.sweepAt = 2 * len(s.users)
 }

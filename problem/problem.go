@@ -48,6 +48,10 @@ const (
 	CodeMembershipUnavailable = "membership_unavailable"
 	CodeDraining              = "draining"
 	CodeUpstream              = "upstream_error"
+
+	CodeInvalidIdempotencyKey = "invalid_idempotency_key"
+	CodeIdempotencyConflict   = "idempotency_conflict"
+	CodePartiallyPublished    = "partially_published"
 )
 
 // Problem is an RFC 9457 problem detail. It implements error, so layers can
@@ -58,6 +62,13 @@ type Problem struct {
 	Title  string `json:"title"`
 	Detail string `json:"detail,omitempty"`
 	Type   string `json:"type,omitempty"`
+
+	// IDs and Applied are set only in the answer to a batch that a Redis
+	// Cluster applied in part (CodePartiallyPublished): per event, in the
+	// batch's order, its id when it was published (null otherwise) and
+	// whether it was.
+	IDs     []*string `json:"ids,omitempty"`
+	Applied []bool    `json:"applied,omitempty"`
 }
 
 // New returns a Problem with the given status, machine code and detail; the

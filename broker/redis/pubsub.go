@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -252,6 +253,7 @@ func (b *Broker) run(lost <-chan error) {
 			b.log.Warn("redis broker: Pub/Sub connection lost; reconnecting", "err", err)
 		}
 		backoff := 50 * time.Millisecond
+		lastCause := ""
 		for {
 			wait := backoff/2 + rand.N(backoff/2+1)
 			select {
@@ -266,7 +268,17 @@ func (b *Broker) run(lost <-chan error) {
 			if err == nil {
 				break
 			}
-			b.log.Debug("redis broker: reconnect failed", "err", err, "retry_in", backoff)
+			// The cause is logged once per change (WRONGPASS after a
+			// password rotation, a TLS failure, a refused connection), at
+			// ERROR when only the operator can fix it.
+			if cause := err.Error(); cause != lastCause {
+				lastCause = cause
+				if hint := operatorHint(err); hint != "" {
+					b.log.Error("redis broker: cannot reconnect; "+hint, "err", err)
+				} else {
+					b.log.Warn("redis broker: reconnect failed; retrying", "err", err, "retry_in", backoff)
+				}
+			}
 			backoff = min(2*backoff, 5*time.Second)
 		}
 		b.log.Info("redis broker: Pub/Sub connection restored")
@@ -275,6 +287,24 @@ func (b *Broker) run(lost <-chan error) {
 		cancel()
 		b.catchUp()
 	}
+}
+
+// operatorHint says what to check when err is one that retrying will not
+// cure: credentials or TLS. It is empty otherwise.
+func operatorHint(err error) string {
+	msg := err.Error()
+	var certErr *tls.CertificateVerificationError
+	var recErr tls.RecordHeaderError
+	switch {
+	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "NOAUTH"),
+		strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
+		return "Redis refuses the credentials: check the user and password in SLUICE_REDIS_URL"
+	case errors.As(err, &certErr), strings.Contains(msg, "x509:"):
+		return "the Redis server's TLS certificate is not trusted: check rediss:// and the CA (SSL_CERT_FILE)"
+	case errors.As(err, &recErr), strings.Contains(msg, "tls:"):
+		return "TLS with Redis failed: use rediss:// only for a TLS port, redis:// otherwise"
+	}
+	return ""
 }
 
 func (b *Broker) closeConn() {

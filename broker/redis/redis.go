@@ -47,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -148,9 +149,13 @@ type Broker struct {
 // channel. It fails with a clear error if the URL is malformed or Redis cannot
 // be reached; afterwards, losses of Redis are survived (see Ready).
 func New(ctx context.Context, cfg Config) (*Broker, error) {
-	opt, err := valkey.ParseURL(cfg.URL)
+	u, err := clusterURL(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redis broker: bad URL: %w", err)
+		return nil, err
+	}
+	opt, err := valkey.ParseURL(u)
+	if err != nil {
+		return nil, fmt.Errorf("redis broker: bad URL %s: %w", redactURL(cfg.URL), err)
 	}
 	opt.DisableCache = true // no client-side caching: nothing here is cacheable
 	// The broker survives losses of Redis itself (the Pub/Sub loop reconnects
@@ -194,6 +199,40 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	go b.run(c)
 	return b, nil
+}
+
+// clusterURL accepts a comma list of nodes in the host part
+// (redis://h1:p1,h2:p2/0, as other Redis clients write a cluster's seeds) by
+// turning it into valkey-go's form: the first node as the host, the others
+// as addr parameters (redis://h1:p1/0?addr=h2:p2).
+func clusterURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("redis broker: bad URL %s: %w", redactURL(raw), err)
+	}
+	if !strings.Contains(u.Host, ",") {
+		return raw, nil
+	}
+	hosts := strings.Split(u.Host, ",")
+	q := u.Query()
+	for _, h := range hosts[1:] {
+		if h == "" {
+			return "", fmt.Errorf("redis broker: URL %s: empty node in the comma list of hosts", redactURL(raw))
+		}
+		q.Add("addr", h)
+	}
+	u.Host = hosts[0]
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// redactURL is raw without its password, for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // script is a Lua script's source and SHA-1, for pipelined EVALSHA or EVAL.

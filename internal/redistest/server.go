@@ -76,7 +76,8 @@ func (s *Server) Kill() {
 	}
 }
 
-// WaitPong waits up to 10 s until addr answers PING with PONG.
+// WaitPong waits up to 10 s until addr answers PING (with PONG, or NOAUTH
+// when it requires a password).
 func WaitPong(tb testing.TB, addr string) {
 	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -100,7 +101,8 @@ func ping(addr string) bool {
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	_, _ = c.Write([]byte("PING\r\n"))
 	line, _ := bufio.NewReader(c).ReadString('\n')
-	return line == "+PONG\r\n"
+	// A server with a password answers, but not PONG.
+	return line == "+PONG\r\n" || strings.HasPrefix(line, "-NOAUTH")
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.

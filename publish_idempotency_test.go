@@ -1,0 +1,94 @@
+package sluice_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	sluice "github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/redistest"
+)
+
+// publishWithKey posts body to /publish with an Idempotency-Key.
+func (e *env) publishWithKey(key string, body any) (int, map[string]any) {
+	e.t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/publish", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+testPublishKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	return doJSON(e.t, req)
+}
+
+// POST /publish with an Idempotency-Key: a repeat answers the first ids and
+// publishes nothing; a key reused for another batch is refused; a malformed
+// key is refused before anything is published. On both brokers.
+func TestPublishIdempotencyKey(t *testing.T) {
+	brokers := map[string]func(*sluice.Config){
+		"memory": nil,
+		"redis": func(c *sluice.Config) {
+			c.Broker = "redis"
+			c.RedisURL = redistest.URL(t, "the Redis variant")
+			c.RedisPrefix = "sluicetest:" + redistest.Random() + ":"
+			rc := redistest.Client(t, c.RedisURL)
+			t.Cleanup(func() { redistest.DeleteKeys(t, rc, c.RedisPrefix) })
+		},
+	}
+	if _, ok := os.LookupEnv("SLUICE_TEST_REDIS_URL"); !ok {
+		delete(brokers, "redis")
+		t.Log("SLUICE_TEST_REDIS_URL unset: the Redis variant is skipped")
+	}
+	for name, mutate := range brokers {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, mutate)
+			ch := chanName("scan-progress", tenantA, "idem-"+redistest.Random())
+			s := open(t, e.eventsURL(url.Values{"channel": {ch}}), bearer(token(t, "u1", tenantA, time.Hour, nil)))
+			defer s.close()
+			s.expect("stream-open")
+
+			batch := map[string]any{"events": []map[string]any{
+				{"channel": ch, "event": "scan.progress", "data": 1},
+				{"channel": ch, "event": "scan.progress", "data": 2},
+			}}
+			st, first := e.publishWithKey("batch-1", batch)
+			if st != http.StatusOK {
+				t.Fatalf("first publish: %d %v", st, first)
+			}
+			for range 2 {
+				st, again := e.publishWithKey("batch-1", batch)
+				if st != http.StatusOK || !equalJSON(again["ids"], first["ids"]) {
+					t.Fatalf("repeat: %d %v, want 200 %v", st, again, first["ids"])
+				}
+			}
+			st, conflict := e.publishWithKey("batch-1", map[string]any{"channel": ch, "event": "scan.progress", "data": 3})
+			if st != http.StatusUnprocessableEntity || conflict["code"] != "idempotency_conflict" {
+				t.Fatalf("key reused for another batch: %d %v, want 422 idempotency_conflict", st, conflict)
+			}
+			for _, bad := range []string{"has space", strings.Repeat("k", 256), "tab\tkey"} {
+				st, reply := e.publishWithKey(bad, map[string]any{"channel": ch, "event": "scan.progress", "data": 4})
+				if st != http.StatusBadRequest || reply["code"] != "invalid_idempotency_key" {
+					t.Fatalf("key %q: %d %v, want 400 invalid_idempotency_key", bad, st, reply)
+				}
+			}
+			e.mustPublish(ch, "scan.done", 5)
+			// The stream got the batch once, then scan.done: nothing else.
+			for _, want := range []string{"scan.progress 1", "scan.progress 2", "scan.done 5"} {
+				typ, data, _ := strings.Cut(want, " ")
+				if ev := s.expect(typ); ev.Data != data {
+					t.Fatalf("stream got %s %q, want %s", ev.Type, ev.Data, want)
+				}
+			}
+		})
+	}
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
