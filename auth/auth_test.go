@@ -39,7 +39,12 @@ func TestJWTClaims(t *testing.T) {
 			claims: claims(now, set("nbf", now.Add(10*time.Second).Unix())), wantUser: "u1"},
 		{name: "nbf past", claims: claims(now, set("nbf", now.Add(-10*time.Second).Unix())), wantUser: "u1"},
 		{name: "exp not a number", claims: claims(now, set("exp", "tomorrow")), want: problem.CodeInvalidToken},
-		{name: "iat in the future is irrelevant", claims: claims(now, set("iat", now.Add(time.Hour).Unix())), wantUser: "u1"},
+		{name: "iat in the future", claims: claims(now, set("iat", now.Add(time.Hour).Unix())), want: problem.CodeInvalidToken},
+		{name: "iat in the future within leeway", cfg: leeway(30 * time.Second),
+			claims: claims(now, set("iat", now.Add(30*time.Second).Unix())), wantUser: "u1"},
+		{name: "iat a string", claims: claims(now, set("iat", "1")), want: problem.CodeInvalidToken},
+		{name: "exp a string of digits", claims: claims(now, set("exp", "1999999999")), want: problem.CodeInvalidToken},
+		{name: "TENANT_ID only", claims: claims(now, del("tenant_id"), set("TENANT_ID", tenantA)), want: problem.CodeInvalidToken},
 
 		{name: "token_type access", claims: claims(now, set("token_type", "access")), wantUser: "u1"},
 		{name: "token_type refresh", claims: claims(now, set("token_type", "refresh")), want: problem.CodeInvalidToken},

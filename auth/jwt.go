@@ -89,6 +89,10 @@ type verifier struct {
 	jwks   keyfunc.Keyfunc
 	algs   []string
 	parser *jwt.Parser
+
+	issuer, audience string // checked when not empty
+	leeway           time.Duration
+	now              func() time.Time
 }
 
 // newVerifier loads the keys of cfg and builds the parser. refreshCtx ends the
@@ -143,20 +147,14 @@ func newVerifier(ctx, refreshCtx context.Context, cfg Config, now func() time.Ti
 			}
 		}
 	}
-	opts := []jwt.ParserOption{
+	// The parser checks the header, the algorithm and the signature only;
+	// verifier.check decides on the claims.
+	v.parser = jwt.NewParser(
 		jwt.WithValidMethods(v.algs),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(cfg.Leeway),
-		jwt.WithTimeFunc(now),
 		jwt.WithStrictDecoding(),
-	}
-	if cfg.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
-	}
-	if cfg.Audience != "" {
-		opts = append(opts, jwt.WithAudience(cfg.Audience))
-	}
-	v.parser = jwt.NewParser(opts...)
+		jwt.WithoutClaimsValidation(),
+	)
+	v.issuer, v.audience, v.leeway, v.now = cfg.Issuer, cfg.Audience, cfg.Leeway, now
 	return v, nil
 }
 
@@ -304,56 +302,110 @@ func (v *verifier) keyFor(ctx context.Context, t *jwt.Token) (any, error) {
 	return jwt.VerificationKeySet{Keys: keys}, nil
 }
 
-// claims are the claims Sluice reads. The raw ones are decoded by hand to
-// tell "absent" from "present but wrong".
-type claims struct {
-	jwt.RegisteredClaims
-	UserID    json.RawMessage `json:"user_id"`
-	TenantID  json.RawMessage `json:"tenant_id"`
-	TokenType json.RawMessage `json:"token_type"`
-	Typ       json.RawMessage `json:"typ"`
-}
-
 // verify checks a JWT and returns its principal (without revocation check).
-// Every refusal is a 401 *problem.Problem whose detail holds nothing of the
-// token.
+// golang-jwt checks the header, the algorithm and the signature; the claims
+// are decoded and checked by decodeClaims and check. Every refusal is a 401
+// *problem.Problem whose detail holds nothing of the token.
 func (v *verifier) verify(ctx context.Context, token string) (Principal, error) {
-	var c claims
-	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) { return v.keyFor(ctx, t) })
+	var raw rawClaims
+	_, err := v.parser.ParseWithClaims(token, &raw, func(t *jwt.Token) (any, error) { return v.keyFor(ctx, t) })
 	if err != nil {
 		return Principal{}, jwtProblem(err)
 	}
-	for _, raw := range []json.RawMessage{c.TokenType, c.Typ} {
-		if raw != nil && string(raw) != `"access"` {
-			return Principal{}, invalid("token is not an access token")
+	c, err := decodeClaims(raw.payload)
+	if err != nil {
+		return Principal{}, invalid(err.Error())
+	}
+	p, err := v.check(c)
+	if err != nil {
+		var ce claimError
+		if errors.As(err, &ce) {
+			return Principal{}, invalid(ce.Error())
+		}
+		return Principal{}, err
+	}
+	p.Credential = "Bearer " + token
+	return p, nil
+}
+
+// check applies the claim rules of SPEC §2 to a strictly decoded claim set,
+// names matched exactly. The registered claims come first (their types,
+// exp required, nbf, iat not in the future, iss, aud, then expiry), then
+// Sluice's own (token_type and typ, the user, the tenant). Errors are
+// claimErrors or, for an expired token, a token_expired problem.
+func (v *verifier) check(c map[string]json.RawMessage) (Principal, error) {
+	var times [3]time.Time
+	var has [3]bool
+	for i, name := range [...]string{"exp", "nbf", "iat"} {
+		if raw, ok := c[name]; ok {
+			t, err := numericDate(name, raw)
+			if err != nil {
+				return Principal{}, err
+			}
+			times[i], has[i] = t, true
 		}
 	}
-	user := c.Subject
-	if user == "" && c.UserID != nil {
-		var ok bool
-		if user, ok = userID(c.UserID); !ok {
-			return Principal{}, invalid("token claim user_id must be a string or an integer")
+	exp, nbf, iat := times[0], times[1], times[2]
+	var sub, iss string
+	var aud []string
+	var err error
+	if raw, ok := c["sub"]; ok {
+		if sub, err = claimString("sub", raw); err != nil {
+			return Principal{}, err
+		}
+	}
+	if raw, ok := c["iss"]; ok {
+		if iss, err = claimString("iss", raw); err != nil {
+			return Principal{}, err
+		}
+	}
+	if raw, ok := c["aud"]; ok {
+		if aud, err = claimStrings("aud", raw); err != nil {
+			return Principal{}, err
+		}
+	}
+	now := v.now()
+	switch {
+	case !has[0]:
+		return Principal{}, claimError("token has no exp claim")
+	case has[1] && now.Before(nbf.Add(-v.leeway)):
+		return Principal{}, claimError("token not valid yet")
+	case has[2] && now.Before(iat.Add(-v.leeway)):
+		// A credential issued in the future would escape every revocation
+		// made before its iat (SPEC §6).
+		return Principal{}, claimError("token issued in the future (iat)")
+	case v.issuer != "" && iss != v.issuer:
+		return Principal{}, claimError("token issuer not accepted")
+	case v.audience != "" && !slices.Contains(aud, v.audience):
+		return Principal{}, claimError("token audience not accepted")
+	case !now.Before(exp.Add(v.leeway)):
+		return Principal{}, problem.New(http.StatusUnauthorized, problem.CodeTokenExpired, "token expired")
+	}
+	for _, name := range [...]string{"token_type", "typ"} {
+		if raw, ok := c[name]; ok && string(raw) != `"access"` {
+			return Principal{}, claimError("token is not an access token")
+		}
+	}
+	user := sub
+	if raw, ok := c["user_id"]; ok && user == "" {
+		if user, ok = userID(raw); !ok {
+			return Principal{}, claimError("token claim user_id must be a string or an integer")
 		}
 	}
 	if user == "" {
-		return Principal{}, invalid("token names no user (sub or user_id)")
+		return Principal{}, claimError("token names no user (sub or user_id)")
 	}
-	if c.TenantID == nil {
-		return Principal{}, invalid("token has no tenant_id claim")
+	raw, ok := c["tenant_id"]
+	if !ok {
+		return Principal{}, claimError("token has no tenant_id claim")
 	}
-	var tenant string
-	if json.Unmarshal(c.TenantID, &tenant) != nil || channel.CheckTenant(tenant) != nil {
-		return Principal{}, invalid("token claim tenant_id is not a canonical lowercase UUID")
+	tenant, err := claimString("tenant_id", raw)
+	if err != nil || channel.CheckTenant(tenant) != nil {
+		return Principal{}, claimError("token claim tenant_id is not a canonical lowercase UUID")
 	}
-	p := Principal{
-		User:       user,
-		Tenant:     tenant,
-		Kind:       KindJWT,
-		Expiry:     c.ExpiresAt.Time,
-		Credential: "Bearer " + token,
-	}
-	if c.IssuedAt != nil {
-		p.IssuedAt = time.Unix(c.IssuedAt.Unix(), 0) // whole seconds (SPEC §6)
+	p := Principal{User: user, Tenant: tenant, Kind: KindJWT, Expiry: exp}
+	if has[2] {
+		p.IssuedAt = iat
 	}
 	return p, nil
 }
@@ -375,23 +427,14 @@ func userID(raw json.RawMessage) (string, bool) {
 	return "", false
 }
 
-// jwtProblem turns a parse error into a 401 problem.
+// jwtProblem turns an error of golang-jwt's parser (header, algorithm,
+// signature) into a 401 problem.
 func jwtProblem(err error) *problem.Problem {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return invalid("malformed token")
 	case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return invalid("token signature invalid or algorithm not allowed")
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return invalid("token has no exp claim")
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return invalid("token not valid yet")
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return invalid("token issuer not accepted")
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return invalid("token audience not accepted")
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return problem.New(http.StatusUnauthorized, problem.CodeTokenExpired, "token expired")
 	}
 	return invalid("invalid token")
 }
