@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,8 +20,10 @@ import (
 type HTTPConfig struct {
 	// URL is the endpoint asked, e.g.
 	// https://app.internal/api/tenants/{tenant}/membership. The placeholders
-	// {tenant} and {user} are replaced by the path-escaped tenant and user
-	// ids.
+	// {tenant} and {user} are replaced by the tenant and user ids with every
+	// byte but A–Z a–z 0–9 - . _ ~ percent-encoded; they may stand in the
+	// path or the query, never in the scheme or host. A user or tenant id
+	// that is empty, "." or ".." is not a member, without a request.
 	URL string
 
 	// CacheTTL is how long an answer (member or not) is reused for the same
@@ -53,7 +56,7 @@ const DefaultHTTPTimeout = 2 * time.Second
 // Answers are cached briefly by (credential, tenant); faults are not. It is
 // safe for concurrent use.
 type HTTP struct {
-	url     string
+	url     urlTemplate
 	timeout time.Duration
 	client  *http.Client
 	cache   *cache[httpKey]
@@ -67,11 +70,14 @@ type httpKey struct {
 var _ Membership = (*HTTP)(nil)
 
 // NewHTTP checks cfg: the URL must be an absolute http or https URL once its
-// placeholders are filled.
+// placeholders are filled, its scheme and host literal (no placeholder may
+// choose where a caller's credential is sent), and its only placeholders
+// {tenant} and {user}. An error shows the URL without its user info nor its
+// query.
 func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
-	u, err := url.Parse(fill(cfg.URL, "t", "u"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("tenant: http membership URL must be an absolute http(s) URL")
+	tmpl, err := parseURLTemplate(cfg.URL)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Timeout < 0 {
 		return nil, errors.New("tenant: http membership timeout must not be negative")
@@ -85,24 +91,156 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: cfg.Timeout}
 	}
-	return &HTTP{url: cfg.URL, timeout: cfg.Timeout, client: cfg.Client,
+	return &HTTP{url: tmpl, timeout: cfg.Timeout, client: cfg.Client,
 		cache: newCache[httpKey](cfg.CacheTTL, cfg.CacheSize, nil)}, nil
 }
 
-// fill replaces the placeholders of a URL template.
-func fill(tmpl, tenant, user string) string {
-	return strings.NewReplacer("{tenant}", url.PathEscape(tenant), "{user}", url.PathEscape(user)).Replace(tmpl)
+// urlTemplate is a checked membership URL: literal parts and placeholders
+// ("tenant" or "user").
+type urlTemplate []urlPart
+
+type urlPart struct {
+	lit, name string // name "" for a literal
+}
+
+// parseURLTemplate checks a membership URL template (see NewHTTP).
+func parseURLTemplate(raw string) (urlTemplate, error) {
+	shown := "tenant: http membership URL"
+	if r := redactURL(raw); r != "" {
+		shown += " " + strconv.Quote(r)
+	}
+	absolute := fmt.Errorf("%s must be an absolute http(s) URL, e.g. https://app.example/tenants/{tenant}/members/{user}", shown)
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || (scheme != "http" && scheme != "https") {
+		return nil, absolute
+	}
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	if strings.ContainsAny(authority, "{}") {
+		return nil, fmt.Errorf("%s: the scheme and host must be literal, without placeholders", shown)
+	}
+	var t urlTemplate
+	for s := raw; s != ""; {
+		i := strings.IndexAny(s, "{}")
+		if i < 0 {
+			t = append(t, urlPart{lit: s})
+			break
+		}
+		if i > 0 {
+			t = append(t, urlPart{lit: s[:i]})
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if s[i] == '}' || j < 0 {
+			return nil, fmt.Errorf("%s: a placeholder is {tenant} or {user}, braces paired", shown)
+		}
+		name := s[i+1 : i+j]
+		if name != "tenant" && name != "user" {
+			return nil, fmt.Errorf("%s: unknown placeholder {%s}: use {tenant} or {user}", shown, redactName(name))
+		}
+		t = append(t, urlPart{name: name})
+		s = s[i+j+1:]
+	}
+	u, err := url.Parse(t.fill("t", "u"))
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return nil, absolute
+	}
+	return t, nil
+}
+
+// redactName keeps an unknown placeholder's name short and printable.
+func redactName(name string) string {
+	if len(name) > 32 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "…"
+	}
+	return name
+}
+
+// redactURL shows a URL (or URL template) for an error message without
+// what may be a credential: the user info becomes "…@", a query "?…", and a
+// fragment is dropped. It is "" for what is not a URL at all (nothing of it
+// is shown). Callers quote it, so that no control character reaches a log.
+func redactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return ""
+	}
+	authority, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority, tail = rest[:i], rest[i:]
+	}
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		authority = "…@" + authority[i+1:]
+	}
+	path, query := tail, false
+	if i := strings.IndexAny(tail, "?#"); i >= 0 {
+		path, query = tail[:i], tail[i] == '?'
+	}
+	if query {
+		path += "?…"
+	}
+	return scheme + "://" + authority + path
+}
+
+// fill substitutes the escaped tenant and user into t.
+func (t urlTemplate) fill(tenant, user string) string {
+	var b strings.Builder
+	for _, p := range t {
+		switch p.name {
+		case "":
+			b.WriteString(p.lit)
+		case "tenant":
+			b.WriteString(escapeValue(tenant))
+		case "user":
+			b.WriteString(escapeValue(user))
+		}
+	}
+	return b.String()
+}
+
+// escapeValue percent-encodes every byte of v but the unreserved characters
+// of RFC 3986 (A–Z a–z 0–9 - . _ ~), so that a value is one path segment or
+// one query value wherever the template puts it: "/", "?", "#", "&", "=",
+// ";" and "%" are all encoded.
+func escapeValue(v string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(v))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// pathSafe reports whether v may be put in the URL: not empty, "." nor "..",
+// which a URL cannot carry as a segment without changing the path (the same
+// rule as the routes authorizer's).
+func pathSafe(v string) bool {
+	return v != "" && v != "." && v != ".."
 }
 
 // IsMember implements Membership.
 func (h *HTTP) IsMember(ctx context.Context, p auth.Principal, tenant string) (bool, error) {
+	if !pathSafe(p.User) || !pathSafe(tenant) {
+		// No request could ask about them without changing its path: not a
+		// member (fail closed), not a fault.
+		return false, nil
+	}
 	key := httpKey{cred: sha256.Sum256([]byte(p.Credential)), tenant: tenant}
 	if m, ok := h.cache.get(key); ok {
 		return m, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fill(h.url, tenant, p.User), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url.fill(tenant, p.User), nil)
 	if err != nil {
 		return false, errors.New("tenant: http membership: cannot build the request")
 	}

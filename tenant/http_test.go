@@ -32,9 +32,13 @@ func newBackend(t *testing.T, status map[string]int) *backend {
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
 		parts := strings.Split(r.URL.EscapedPath(), "/") // /tenants/<t>/members/<u>
+		seen := r.URL.EscapedPath()
+		if r.URL.RawQuery != "" {
+			seen += "?" + r.URL.RawQuery
+		}
 		b.mu.Lock()
 		b.auths = append(b.auths, r.Header.Get("Authorization"))
-		b.paths = append(b.paths, r.URL.EscapedPath())
+		b.paths = append(b.paths, seen)
 		code, ok := b.status[parts[2]]
 		b.mu.Unlock()
 		if !ok {
@@ -173,5 +177,55 @@ func TestNewHTTPErrors(t *testing.T) {
 		if _, err := tenant.NewHTTP(tenant.HTTPConfig{URL: u}); err == nil {
 			t.Errorf("%q accepted", u)
 		}
+	}
+}
+
+// TestHTTPPathValues checks that a user or tenant id never changes the shape
+// of the membership URL: dot segments and empty values are not members
+// (without a request), anything else outside the unreserved characters is
+// percent-encoded, in the path and in the query alike.
+func TestHTTPPathValues(t *testing.T) {
+	b := newBackend(t, map[string]int{tenantA: 200, ".": 200, "..": 200, "": 200})
+	h, err := tenant.NewHTTP(tenant.HTTPConfig{URL: b.url() + "?u={user}", CacheTTL: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		user, tenant string
+		member       bool
+		path         string // escaped path (and query) the backend must see; "" for no request
+	}{
+		{"alice", tenantA, true, "/tenants/" + tenantA + "/members/alice?u=alice"},
+		{".", tenantA, false, ""},
+		{"..", tenantA, false, ""},
+		{"", tenantA, false, ""},
+		{"alice", ".", false, ""},
+		{"alice", "..", false, ""},
+		{"alice", "", false, ""},
+		{"...", tenantA, true, "/tenants/" + tenantA + "/members/...?u=..."},
+		{"./..", tenantA, true, "/tenants/" + tenantA + "/members/.%2F..?u=.%2F.."},
+		{"a&admin=1", tenantA, true, "/tenants/" + tenantA + "/members/a%26admin%3D1?u=a%26admin%3D1"},
+		{"%2e%2e", tenantA, true, "/tenants/" + tenantA + "/members/%252e%252e?u=%252e%252e"},
+		{"a#b;c", tenantA, true, "/tenants/" + tenantA + "/members/a%23b%3Bc?u=a%23b%3Bc"},
+		{"é", tenantA, true, "/tenants/" + tenantA + "/members/%C3%A9?u=%C3%A9"},
+	} {
+		t.Run(tt.user+"@"+tt.tenant, func(t *testing.T) {
+			before := b.hits.Load()
+			p := auth.Principal{User: tt.user, Tenant: tt.tenant, Credential: "Bearer x"}
+			got, err := h.IsMember(context.Background(), p, tt.tenant)
+			if err != nil || got != tt.member {
+				t.Fatalf("got %v, %v; want member=%v", got, err, tt.member)
+			}
+			if tt.path == "" {
+				if b.hits.Load() != before {
+					t.Fatal("a request was sent")
+				}
+				return
+			}
+			_, paths := b.seen()
+			if got := paths[len(paths)-1]; got != tt.path {
+				t.Fatalf("backend saw %q, want %q", got, tt.path)
+			}
+		})
 	}
 }

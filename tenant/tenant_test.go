@@ -232,3 +232,72 @@ func TestFromSpec(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSpec covers the SLUICE_MEMBERSHIP forms a start accepts, checked
+// without opening anything, and that no error echoes a credential of the URL.
+func TestCheckSpec(t *testing.T) {
+	for _, spec := range []string{
+		"", "token", "file:/etc/sluice/members.json", "postgres",
+		"http:https://app.example/tenants/{tenant}/members/{user}",
+		"http:http://app.internal:8000/m/{tenant}/{user}",
+		"https://app.example/tenants/{tenant}/members/{user}",
+		"http://app.example/m?tenant={tenant}&user={user}",
+		"https://svc:s3cret@app.example/m/{tenant}",
+	} {
+		if err := tenant.CheckSpec(spec); err != nil {
+			t.Errorf("%q: %v", spec, err)
+		}
+	}
+	for _, tt := range []struct{ spec, want string }{
+		{"tokens", "token, file:<path>, postgres or http:<url>"},
+		{"ldap://u:secretpw@host/x?key=secretkey", "token, file:<path>, postgres or http:<url>"},
+		{"secretpw", "token, file:<path>, postgres or http:<url>"},
+		{"token:x", "no argument"},
+		{"file:", "path"},
+		{"postgres:x", "no argument"},
+		{"http:", "http(s) URL"},
+		{"http:ftp://u:secretpw@x/?key=secretkey", "http(s) URL"},
+		{"http:app.example/{tenant}", "http(s) URL"},
+		{"https://", "http(s) URL"},
+		{"https:app.example", "http(s) URL"},
+		{"https://u:secretpw@{user}.example/m?key=secretkey", "host"},
+		{"https://u:secretpw@app.example:{tenant}/m?key=secretkey", "host"},
+		{"https://u:secretpw@app.example/m/{tenant}/{who}?key=secretkey", "{who}"},
+		{"https://u:secretpw@app.example/m/{tenant?key=secretkey", "placeholder"},
+		{"https://u:secretpw@app.example/m/\x7f?key=secretkey", "http(s) URL"},
+	} {
+		err := tenant.CheckSpec(tt.spec)
+		if err == nil {
+			t.Errorf("%q accepted", tt.spec)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %q, want one saying %q", tt.spec, err, tt.want)
+		}
+		for _, secret := range []string{"secretpw", "secretkey"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("%q: error leaks a credential: %v", tt.spec, err)
+			}
+		}
+		// FromSpec refuses it the same way.
+		if _, _, err2 := tenant.FromSpec(context.Background(), tt.spec, tenant.PostgresConfig{}, tenant.HTTPConfig{}); err2 == nil {
+			t.Errorf("%q: FromSpec accepted it", tt.spec)
+		}
+	}
+}
+
+// TestHTTPErrorShowsRedactedURL checks that a refused URL is shown, so that
+// an operator sees which one, without its user info nor its query.
+func TestHTTPErrorShowsRedactedURL(t *testing.T) {
+	_, err := tenant.NewHTTP(tenant.HTTPConfig{URL: "https://svc:secretpw@{user}.app.example/m/{tenant}?key=secretkey"})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "secretpw") || strings.Contains(msg, "secretkey") || strings.Contains(msg, "svc") {
+		t.Fatalf("error leaks a credential: %s", msg)
+	}
+	if !strings.Contains(msg, "app.example/m/{tenant}") {
+		t.Fatalf("error %q does not show the redacted URL", msg)
+	}
+}
