@@ -8,11 +8,10 @@
 //
 // Requests refused for a reason that may pass (503 while the broker is
 // unavailable, 429, 502, 504, a network error) are
-// retried with exponential backoff and jitter. Delivery is therefore at least
-// once: when a request reached the gateway but its reply was lost, the retry
-// publishes the events again and subscribers see them twice. Give events an
-// identity of your own in data (e.g. a sequence number) when a duplicate
-// matters, or turn retries off with WithRetries(0).
+// retried with exponential backoff and jitter. Each Publish or PublishBatch
+// sends a fresh Idempotency-Key (a random UUID) and repeats it on its
+// retries, so a retry after a lost reply publishes nothing again: the
+// gateway answers the first ids (within SLUICE_HISTORY_TTL, on any instance).
 //
 // Every refusal from the gateway is an *Error carrying the problem's status
 // and machine code (SPEC §4), so callers branch with errors.As.
@@ -30,6 +29,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // MaxBatch is the largest batch the gateway accepts (SPEC §7).
@@ -156,8 +157,9 @@ func (c *Client) send(ctx context.Context, body any) ([]string, error) {
 	if err != nil {
 		return nil, &Error{Status: http.StatusBadRequest, Code: CodeInvalidEvent, Title: "Bad Request", Detail: "data: " + err.Error()}
 	}
+	key := uuid.NewString() // one per batch, the same on every retry
 	for attempt := 0; ; attempt++ {
-		ids, wait, err := c.once(ctx, raw)
+		ids, wait, err := c.once(ctx, raw, key)
 		if err == nil {
 			return ids, nil
 		}
@@ -193,13 +195,14 @@ func (c *Client) backoff(attempt int, retryAfter time.Duration) time.Duration {
 
 // once sends one request. wait is negative when the error is final, else the
 // server's Retry-After (0 when absent).
-func (c *Client) once(ctx context.Context, raw []byte) (ids []string, wait time.Duration, err error) {
+func (c *Client) once(ctx context.Context, raw []byte, key string) (ids []string, wait time.Duration, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(raw))
 	if err != nil {
 		return nil, -1, fmt.Errorf("publisher: %w", err)
 	}
 	req.Header.Set("Authorization", c.auth)
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

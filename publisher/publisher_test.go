@@ -336,13 +336,16 @@ func TestRetries(t *testing.T) {
 	quiet(t, evs)
 }
 
-// TestRetryMayDuplicate shows the documented caveat: when the gateway
-// published but the reply was lost, the retry publishes again.
-func TestRetryMayDuplicate(t *testing.T) {
+// TestRetryAfterLostReplyPublishesOnce: when the gateway published but the
+// reply was lost, the retry carries the same Idempotency-Key, so the gateway
+// answers the first id and publishes nothing again.
+func TestRetryAfterLostReplyPublishesOnce(t *testing.T) {
 	e := newEnv(t, nil)
 	evs := e.subscribe(chanA)
 	inner := e.gw.Handler()
+	var keys []string
 	e.setFault(func(n int32, w http.ResponseWriter, r *http.Request) bool {
+		keys = append(keys, r.Header.Get("Idempotency-Key"))
 		if n == 1 {
 			inner.ServeHTTP(httptest.NewRecorder(), r) // published…
 			conn, _, _ := http.NewResponseController(w).Hijack()
@@ -354,10 +357,20 @@ func TestRetryMayDuplicate(t *testing.T) {
 	if _, err := e.client().Publish(context.Background(), chanA, "scan.progress", "once"); err != nil {
 		t.Fatal(err)
 	}
-	got := collect(t, evs, 2)
-	if got[0].Data != `"once"` || got[1].Data != `"once"` {
+	if len(keys) != 2 || keys[0] == "" || keys[0] != keys[1] {
+		t.Fatalf("Idempotency-Keys of the attempts: %q, want one key repeated", keys)
+	}
+	if got := collect(t, evs, 1); got[0].Data != `"once"` {
 		t.Fatalf("events %v", got)
 	}
+	quiet(t, evs)
+	if _, err := e.client().Publish(context.Background(), chanA, "scan.progress", "twice"); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 || keys[2] == keys[0] {
+		t.Fatalf("a second Publish reused the first one's key: %q", keys)
+	}
+	collect(t, evs, 1)
 
 	// Without retries the caller sees the error and nothing is sent twice.
 	e.setFault(func(n int32, w http.ResponseWriter, r *http.Request) bool {
