@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/tenant"
 )
 
 // Config is the whole configuration of a Sluice gateway (SPEC §10). Its zero
@@ -399,11 +401,8 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("SLUICE_LOG_FORMAT: %q is neither text nor json", c.LogFormat)
 	}
-	switch {
-	case c.Membership == "token", c.Membership == "postgres",
-		strings.HasPrefix(c.Membership, "file:"), strings.HasPrefix(c.Membership, "http:"):
-	default:
-		return fmt.Errorf("SLUICE_MEMBERSHIP: %q is not token, file:<path>, postgres or http:<url>", c.Membership)
+	if err := tenant.CheckSpec(c.Membership); err != nil { // never quotes a URL's credentials
+		return fmt.Errorf("SLUICE_MEMBERSHIP: %w", err)
 	}
 	for _, p := range c.TrustedProxies {
 		if _, err := netip.ParsePrefix(p); err != nil {
