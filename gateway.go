@@ -236,7 +236,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 			return nil, fmt.Errorf("SLUICE_ROUTES_FILE: %w", err)
 		}
 	}
-	if g.handler, err = g.routes(feature, o.extra); err != nil {
+	if g.handler, err = g.mountRoutes(feature, o.extra); err != nil {
 		return nil, err
 	}
 	if cfg.DjangoIngest != "" {
@@ -244,6 +244,18 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	}
 	ok = true
 	return g, nil
+}
+
+// mountRoutes is g.routes with a ServeMux panic on a routes-file pattern
+// (routes.Load refuses the gateway's own paths; this catches any it could
+// not foresee) turned into a start-up error.
+func (g *Gateway) mountRoutes(feature []routes.Route, extra func(*Gateway, *http.ServeMux)) (h http.Handler, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			h, err = nil, fmt.Errorf("SLUICE_ROUTES_FILE: a route conflicts with a gateway endpoint: %v", r)
+		}
+	}()
+	return g.routes(feature, extra)
 }
 
 // Handler returns the gateway's HTTP handler: every endpoint of SPEC §4–§8,

@@ -97,8 +97,10 @@ type authorizerSpec struct {
 	Timeout string `json:"timeout"` // http: how long the backend may take (5s)
 }
 
-// reserved are the gateway's own endpoints, which no route may shadow.
-var reserved = []string{"/events", "/publish", "/tickets", "/revoke", "/healthz", "/readyz", "/metrics"}
+// reserved are the gateway's own endpoints (http.go in package sluice),
+// which no route may take or shadow: a route on one of them would make the
+// gateway's ServeMux refuse its own pattern.
+var reserved = []string{"/events", "/publish", "/tickets", "/revoke", "/healthz", "/readyz", "/metrics", "/sluice.js"}
 
 // Load reads the routes file at path and returns its routes in file order.
 // Every mistake (unknown field or placeholder, a template that cannot make a

@@ -398,6 +398,9 @@ func TestLoadRefuses(t *testing.T) {
 			{"path":"/a/{id}","channels":["x:{tenant}:{id}"],"authorizer":{"type":"none"}},
 			{"path":"/a/{other}","channels":["x:{tenant}:{other}"],"authorizer":{"type":"none"}}]}`, "route /a/{other}: pattern"},
 		{"shadows events", route("/events", "x:{tenant}:y", none), "shadows the gateway endpoint /events"},
+		{"shadows sluice.js", route("/sluice.js", "x:{tenant}:y", none), "shadows the gateway endpoint /sluice.js"},
+		{"shadows readyz", route("/readyz", "x:{tenant}:y", none), "shadows the gateway endpoint /readyz"},
+		{"shadows metrics", route("/metrics", "x:{tenant}:y", none), "shadows the gateway endpoint /metrics"},
 		{"conflicts with publish", route("/{id}", "x:{tenant}:{id}", none), "route /{id}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
