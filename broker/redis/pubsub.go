@@ -88,6 +88,9 @@ type tracker struct {
 	gone bool
 }
 
+// testHookFill, when set by a test, runs before each history read of a fill.
+var testHookFill func(ch channel.Name)
+
 // maxHeld bounds the live events a channel holds while it is being filled.
 const maxHeld = 4096
 
@@ -389,6 +392,9 @@ func (b *Broker) fill(t *tracker, ch channel.Name) {
 
 		var evs []*event.Event
 		if known {
+			if testHookFill != nil {
+				testHookFill(ch)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 			var err error
 			evs, err = b.history(ctx, ch, from)
