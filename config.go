@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -237,7 +238,7 @@ var settings = []setting{
 	}},
 	{"SLUICE_ALLOW_ORIGINS", "", "CORS origins, comma list or *", list(func(c *Config) *[]string { return &c.AllowOrigins })},
 	{"SLUICE_BROKER", "memory", "memory or redis", str(func(c *Config) *string { return &c.Broker })},
-	{"SLUICE_REDIS_URL", "", "redis://[:password@]host:port/<db> (rediss:// for TLS)", str(func(c *Config) *string { return &c.RedisURL })},
+	{"SLUICE_REDIS_URL", "", "redis://[:password@]host:port/<db> (rediss:// for TLS; a cluster: several host:port separated by commas)", str(func(c *Config) *string { return &c.RedisURL })},
 	{"SLUICE_REDIS_PREFIX", "sluice:", "prefix of every Redis key and Pub/Sub channel", str(func(c *Config) *string { return &c.RedisPrefix })},
 	{"SLUICE_DJANGO_INGEST", "", "Redis Pub/Sub channel of django-eventstream to ingest (off when empty)", str(func(c *Config) *string { return &c.DjangoIngest })},
 	{"SLUICE_LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
@@ -382,8 +383,10 @@ func (c *Config) Validate() error {
 			return errors.New("SLUICE_REDIS_URL: required with SLUICE_BROKER=redis")
 		}
 		u, err := url.Parse(c.RedisURL)
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-			return errors.New("SLUICE_REDIS_URL: must look like redis://[:password@]host:port/<db> or rediss://…")
+		if err != nil || !slices.Contains([]string{"redis", "rediss", "valkey", "valkeys", "unix"}, u.Scheme) || u.Host == "" && u.Scheme != "unix" {
+			return errors.New("SLUICE_REDIS_URL: must look like redis://[:password@]host:port/<db> (rediss:// for TLS; " +
+				"a cluster: redis://host1:port1,host2:port2/0 or redis://host1:port1/0?addr=host2:port2; " +
+				"Sentinel: redis://sentinel:26379/0?master_set=<name>)")
 		}
 	default:
 		return fmt.Errorf("SLUICE_BROKER: %q is neither memory nor redis", c.Broker)

@@ -127,3 +127,29 @@ func TestClientAddrBehindTrustedProxies(t *testing.T) {
 		}
 	}
 }
+
+// Every Redis URL form the broker understands passes validation; others are
+// refused with a message that shows the forms.
+func TestRedisURLForms(t *testing.T) {
+	for _, tt := range []struct {
+		url string
+		ok  bool
+	}{
+		{"redis://127.0.0.1:6379/0", true},
+		{"rediss://:secret@redis.internal:6380/0", true},
+		{"valkey://127.0.0.1:6379/0", true},
+		{"redis://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002", true},
+		{"redis://127.0.0.1:7000?addr=127.0.0.1:7001", true},
+		{"redis://sentinel:26379/0?master_set=mymaster", true},
+		{"http://127.0.0.1:6379", false},
+		{"127.0.0.1:6379", false},
+	} {
+		_, err := LoadConfig(nil, env(map[string]string{"SLUICE_JWT_SECRET": "x", "SLUICE_BROKER": "redis", "SLUICE_REDIS_URL": tt.url}), io.Discard)
+		if tt.ok && err != nil {
+			t.Errorf("%s: %v", tt.url, err)
+		}
+		if !tt.ok && (err == nil || !strings.Contains(err.Error(), "cluster: redis://host1:port1,host2:port2")) {
+			t.Errorf("%s: err = %v, want the URL forms", tt.url, err)
+		}
+	}
+}
