@@ -59,7 +59,7 @@ func (g *Gateway) routes(feature []routes.Route, extra func(*Gateway, *http.Serv
 		extra(g, mux)
 	}
 	h = g.cors(g.limits.Middleware(cleanPaths(g.accessLog(mux))))
-	return &gatewayHandler{cfg: g.cfg, next: bodyGuard(h, g.cfg.BodyTimeout)}, nil
+	return &gatewayHandler{cfg: g.cfg, next: recoverPanics(bodyGuard(h, g.cfg.BodyTimeout), g.log)}, nil
 }
 
 // gatewayHandler is the Gateway's Handler. It carries the configuration so
