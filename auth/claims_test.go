@@ -2,7 +2,9 @@ package auth_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +125,68 @@ func TestJWTDuplicateDetail(t *testing.T) {
 	if !ok || !strings.Contains(p.Detail, "exp") || !strings.Contains(p.Detail, "more than once") {
 		t.Fatalf("got %v, want a detail naming exp more than once", err)
 	}
+}
+
+// FuzzJWTPayload signs arbitrary claim sets and authenticates them: never a
+// panic, every refusal a 401 problem that quotes nothing of the token, and
+// an accepted token's principal exactly what encoding/json reads under the
+// exact claim names, with exp a JSON number in the future.
+func FuzzJWTPayload(f *testing.F) {
+	now := epoch
+	future := now.Add(time.Hour).Unix()
+	for _, s := range []string{
+		fmt.Sprintf(`{"sub":"u1","tenant_id":%q,"exp":%d}`, tenantA, future),
+		fmt.Sprintf(`{"sub":"u1","tenant_id":%q,"exp":%d,"EXP":%d}`, tenantA, now.Unix()-1, future),
+		fmt.Sprintf(`{"sub":"u1","TENANT_ID":%q,"exp":%d}`, tenantA, future),
+		fmt.Sprintf(`{"user_id":42,"tenant_id":%q,"exp":%d.9,"iat":%d,"nbf":%d}`, tenantA, future, now.Unix(), now.Unix()),
+		fmt.Sprintf(`{"sub":"u1","tenant_id":%q,"exp":"%d"}`, tenantA, future),
+		fmt.Sprintf(`{"sub":"u1","tenant_id":%q,"exp":%d,"typ":"access","aud":["a","b"],"iss":"x"}`, tenantA, future),
+		`null`, `[]`, `{}`,
+	} {
+		f.Add(s)
+	}
+	a, err := auth.New(f.Context(), auth.Config{JWTSecret: secret, Now: func() time.Time { return now }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, payload string) {
+		tok := hs256Raw(t, payload)
+		if len(tok) > auth.MaxCredentialLen {
+			return
+		}
+		p, err := a.Authenticate(request("", "Bearer "+tok), auth.Options{})
+		if err != nil {
+			code(t, err)
+			noLeak(t, err, tok)
+			return
+		}
+		var m map[string]any
+		dec := json.NewDecoder(strings.NewReader(payload))
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("accepted a payload encoding/json refuses: %v", err)
+		}
+		if m["tenant_id"] != p.Tenant {
+			t.Fatalf("tenant %q from %s", p.Tenant, payload)
+		}
+		if sub, _ := m["sub"].(string); sub != "" && sub != p.User {
+			t.Fatalf("user %q from %s", p.User, payload)
+		}
+		exp, ok := m["exp"].(json.Number)
+		if !ok {
+			t.Fatalf("accepted exp %#v", m["exp"])
+		}
+		if f, _ := exp.Float64(); !now.Before(time.Unix(int64(f), 0)) || !p.Expiry.Equal(time.Unix(int64(math.Floor(f)), 0)) {
+			t.Fatalf("expiry %v from exp %s", p.Expiry, exp)
+		}
+		for k := range m {
+			for _, known := range []string{"exp", "nbf", "iat", "sub", "tenant_id", "user_id", "typ", "token_type"} {
+				if k != known && strings.EqualFold(k, known) {
+					if _, both := m[known]; both {
+						t.Fatalf("accepted %q beside %q", k, known)
+					}
+				}
+			}
+		}
+	})
 }

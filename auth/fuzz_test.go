@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -30,6 +31,9 @@ func FuzzAuthenticate(f *testing.F) {
 		{"Bearer " + sign(f, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(now)), ""},
 		{"Basic Zm9vOmJhcg==", "access_token=x&ticket=y"},
 		{"\x00", "access_token=%00"},
+		{"Bearer " + hs256Raw(f, fmt.Sprintf(`{"sub":"u1","tenant_id":%q,"exp":%d,"EXP":%d}`, tenantA, now.Unix()-1, now.Unix()+60)), ""},
+		{"Bearer " + hs256Raw(f, fmt.Sprintf(`{"sub":"u1","TENANT_ID":%q,"exp":%d}`, tenantA, now.Unix()+60)), ""},
+		{"Bearer " + hs256Raw(f, fmt.Sprintf(`{"sub":"u1","tenant_id":%q,"exp":"%d"}`, tenantA, now.Unix()+60)), ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.h, s.q, true)
@@ -40,7 +44,8 @@ func FuzzAuthenticate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	good := map[string]bool{"Bearer " + valid: true, "Bearer " + validUserID: true, "Api-Key " + apiKey1: true}
+	good := map[string]bool{"Bearer " + valid: true, "Bearer " + validUserID: true,
+		"Api-Key " + apiKey1: true, "Api-Key " + apiKey2: true}
 	f.Fuzz(func(t *testing.T, header, rawQuery string, query bool) {
 		r := httptest.NewRequest(http.MethodGet, "/events", nil)
 		r.URL.RawQuery = rawQuery
