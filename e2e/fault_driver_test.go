@@ -134,9 +134,9 @@ type faultRun struct {
 	pubErrs   map[string]int // why publishes were not acknowledged
 }
 
-// newFaultRun prepares a run over the instances at urls with nchans
-// channels; nothing starts yet.
-func newFaultRun(t *testing.T, name string, urls []string, nchans int) *faultRun {
+// newFaultRun prepares a run over the instances at urls on chans (see
+// faultChannels); nothing starts yet.
+func newFaultRun(t *testing.T, name string, urls []string, chans []string) *faultRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &faultRun{
 		t: t, name: name, urls: urls, rec: faultcheck.NewRecorder(), token: token(t, "user-1"),
@@ -148,9 +148,7 @@ func newFaultRun(t *testing.T, name string, urls []string, nchans int) *faultRun
 			MaxIdleConnsPerHost: 4, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		}},
 		ends: map[string]int{}, resets: map[string]int{}, pubErrs: map[string]int{},
-	}
-	for range nchans {
-		r.chans = append(r.chans, newChannel("fault"))
+		chans: chans,
 	}
 	t.Cleanup(func() {
 		cancel()
@@ -172,6 +170,15 @@ func (r *faultRun) fault(format string, args ...any) {
 	if len(r.bad) < 20 {
 		r.bad = append(r.bad, fmt.Sprintf(format, args...))
 	}
+}
+
+// faultChannels returns n new channels.
+func faultChannels(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = newChannel("fault")
+	}
+	return out
 }
 
 // startSubscribers starts n subscribers, each on one channel, every fourth

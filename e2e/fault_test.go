@@ -5,6 +5,10 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -37,14 +41,14 @@ func urlsOf(ps []*proc) []string {
 func TestFaultInstanceKill(t *testing.T) {
 	faultTest(t)
 	_, _, ps := twoInstances(t, nil)
-	run := newFaultRun(t, "instance-kill", urlsOf(ps), 6)
+	run := newFaultRun(t, "instance-kill", urlsOf(ps), faultChannels(6))
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
 	run.waitAcked(600, 20*time.Second)
 	ps[1].kill()
 	time.Sleep(2 * time.Second) // the publisher goes on while B is down
 	ps[1] = ps[1].restart()
-	run.waitAcked(1500, 30*time.Second)
+	run.waitAcked(1500, 60*time.Second)
 	run.finish(false)
 }
 
@@ -54,7 +58,7 @@ func TestFaultInstanceKill(t *testing.T) {
 func TestFaultRedisRestartEmpty(t *testing.T) {
 	faultTest(t)
 	rs, _, ps := twoInstances(t, nil)
-	run := newFaultRun(t, "redis-restart-empty", urlsOf(ps), 6)
+	run := newFaultRun(t, "redis-restart-empty", urlsOf(ps), faultChannels(6))
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
 	run.waitAcked(600, 20*time.Second)
@@ -67,7 +71,7 @@ func TestFaultRedisRestartEmpty(t *testing.T) {
 			return st == http.StatusOK
 		})
 	}
-	run.waitAcked(1500, 30*time.Second)
+	run.waitAcked(1500, 60*time.Second)
 	run.finish(true)
 }
 
@@ -76,7 +80,7 @@ func TestFaultRedisRestartEmpty(t *testing.T) {
 func TestFaultDrain(t *testing.T) {
 	faultTest(t)
 	_, _, ps := twoInstances(t, map[string]string{"SLUICE_DRAIN_SPREAD": "2s", "SLUICE_DRAIN_TIMEOUT": "15s"})
-	run := newFaultRun(t, "drain", urlsOf(ps), 6)
+	run := newFaultRun(t, "drain", urlsOf(ps), faultChannels(6))
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
 	run.waitAcked(600, 20*time.Second)
@@ -85,7 +89,7 @@ func TestFaultDrain(t *testing.T) {
 		t.Errorf("B exited with %d after SIGTERM, want 0", code)
 	}
 	ps[1] = ps[1].restart()
-	run.waitAcked(1500, 30*time.Second)
+	run.waitAcked(1500, 60*time.Second)
 	run.finish(false)
 }
 
@@ -96,7 +100,7 @@ func TestFaultDrain(t *testing.T) {
 func TestFaultIdempotentRetry(t *testing.T) {
 	faultTest(t)
 	_, _, ps := twoInstances(t, nil)
-	run := newFaultRun(t, "idempotent-retry", urlsOf(ps), 6)
+	run := newFaultRun(t, "idempotent-retry", urlsOf(ps), faultChannels(6))
 	run.Idempotent, run.Sticky = true, true
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
@@ -104,25 +108,66 @@ func TestFaultIdempotentRetry(t *testing.T) {
 	ps[0].kill() // the publisher's instance
 	time.Sleep(time.Second)
 	ps[0] = ps[0].restart()
-	run.waitAcked(1000, 30*time.Second)
+	run.waitAcked(1000, 60*time.Second)
 	run.finish(false)
 }
 
 // A 3-master Redis Cluster started by the test, batches across channels in
-// different slots, and one instance killed and restarted mid-run: no loss,
-// duplicate, reorder or reset.
+// slots of every master, and one instance killed and restarted mid-run: no
+// loss, duplicate, reorder or reset.
 func TestFaultCluster(t *testing.T) {
 	faultTest(t)
 	c := redistest.StartCluster(t, 3)
 	d := privateDeployment(t, c.URL(), nil)
 	ps := []*proc{d.start("A"), d.start("B")}
-	run := newFaultRun(t, "cluster", urlsOf(ps), 6)
+	// Two channels in the slots of each master (redis-cli --cluster create
+	// splits the slots evenly), so that each batch of three spans masters.
+	var chans []string
+	perNode := make([]int, 3)
+	for len(chans) < 6 {
+		ch := newChannel("fault")
+		if n := keySlot(ch) * 3 / 16384; perNode[n] < 2 {
+			perNode[n]++
+			chans = append(chans, ch)
+		}
+	}
+	slices.SortFunc(chans, func(a, b string) int { return keySlot(a) - keySlot(b) })
+	chans = []string{chans[0], chans[2], chans[4], chans[1], chans[3], chans[5]}
+	run := newFaultRun(t, "cluster", urlsOf(ps), chans)
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
 	run.waitAcked(600, 20*time.Second)
 	ps[1].kill()
 	time.Sleep(2 * time.Second) // the publisher goes on while B is down
 	ps[1] = ps[1].restart()
-	run.waitAcked(1500, 30*time.Second)
+	run.waitAcked(1500, 60*time.Second)
 	run.finish(false)
+
+	// Each master holds the history of two channels.
+	for _, n := range c.Nodes {
+		out, err := exec.Command("redis-cli", "-p", strconv.Itoa(n.Port), "--scan", "--pattern", d.prefix+"s:*").Output()
+		if err != nil {
+			t.Fatalf("redis-cli --scan on %s: %v", n.Addr(), err)
+		}
+		if keys := strings.Fields(string(out)); len(keys) != 2 {
+			t.Errorf("master %s holds %d channel histories, want 2: %q", n.Addr(), len(keys), keys)
+		}
+	}
+}
+
+// keySlot is the Redis Cluster slot of the keys of channel ch, whose hash
+// tag is the channel name: CRC16 (XMODEM) modulo 16384.
+func keySlot(ch string) int {
+	var crc uint16
+	for i := 0; i < len(ch); i++ {
+		crc ^= uint16(ch[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
 }
