@@ -469,6 +469,15 @@ func postRevoke(t *testing.T, e *env, key string, body any) (int, map[string]any
 	return doJSON(t, req)
 }
 
+// nextSecond waits for the clock's next whole second and returns it: a
+// credential issued then (iat counts whole seconds) is clear of a revocation
+// made before, without an iat in the future, which is refused.
+func nextSecond() time.Time {
+	next := time.Now().Truncate(time.Second).Add(time.Second)
+	time.Sleep(time.Until(next))
+	return next
+}
+
 // TestSecurityRevoke revokes a user, then a whole tenant, while they stream:
 // their streams end with access-revoked within 1 s, their old tokens,
 // tickets and query tokens are refused (401), tokens issued after the
@@ -534,7 +543,7 @@ func TestSecurityRevoke(t *testing.T) {
 	}
 	// A token issued after the revocation (iat in whole seconds, so clear of
 	// the revocation's second) is accepted.
-	fresh := token(t, "u1", tenantA, time.Hour, map[string]any{"iat": time.Now().Add(2 * time.Second).Unix()})
+	fresh := token(t, "u1", tenantA, time.Hour, map[string]any{"iat": nextSecond().Unix()})
 	open(t, e.eventsURL(qA), bearer(fresh)).expect("stream-open")
 
 	t.Run("whole tenant", func(t *testing.T) {
@@ -561,7 +570,7 @@ func TestSecurityRevoke(t *testing.T) {
 		if ev := b1.expect("doc.updated"); ev.Data != `"still here"` {
 			t.Fatalf("tenant B got %s", ev.Data)
 		}
-		late := token(t, "u9", tenantA, time.Hour, map[string]any{"iat": time.Now().Add(2 * time.Second).Unix()})
+		late := token(t, "u9", tenantA, time.Hour, map[string]any{"iat": nextSecond().Unix()})
 		open(t, e.eventsURL(qA), bearer(late)).expect("stream-open")
 	})
 }

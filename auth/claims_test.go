@@ -190,3 +190,25 @@ func FuzzJWTPayload(f *testing.F) {
 		}
 	})
 }
+
+// TestJWTIatSameSecond checks that iat, counted in whole seconds, is
+// compared with the current second: an issuer whose clock is a few
+// milliseconds ahead, across a second boundary, is not refused.
+func TestJWTIatSameSecond(t *testing.T) {
+	now := epoch.Add(900 * time.Millisecond)
+	a := newAuth(t, auth.Config{JWTSecret: secret, Now: func() time.Time { return now }})
+	for _, tt := range []struct {
+		iat  int64
+		want string
+	}{
+		{epoch.Unix(), ""},
+		{epoch.Unix() + 1, ""}, // the second that begins 100 ms from now
+		{epoch.Unix() + 2, problem.CodeInvalidToken},
+	} {
+		tok := hs256(t, claims(epoch, set("iat", tt.iat)))
+		_, err := a.Authenticate(request("", "Bearer "+tok), auth.Options{})
+		if got := code(t, err); got != tt.want {
+			t.Errorf("iat now%+d: code %q, want %q (%v)", tt.iat-epoch.Unix(), got, tt.want, err)
+		}
+	}
+}

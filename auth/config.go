@@ -57,7 +57,9 @@ type Config struct {
 	Audience string
 
 	// Leeway is the clock-skew allowance on "exp" and "nbf"
-	// (SLUICE_JWT_LEEWAY), and on the expiry a ticket inherits. Default 0.
+	// (SLUICE_JWT_LEEWAY), on "iat" (a token issued more than Leeway after
+	// the current second is refused: it would escape revocations), and on
+	// the expiry a ticket inherits. Default 0.
 	Leeway time.Duration
 
 	// APIKeysFile is the path of a JSON array of API keys
