@@ -435,6 +435,17 @@ func (r *faultRun) post(base string, body []byte, key string, n int) (faultcheck
 	}
 }
 
+// resetCount returns how many stream-resets the subscribers have received.
+func (r *faultRun) resetCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.resets {
+		n += c
+	}
+	return n
+}
+
 // stopPublisher stops the publisher and waits for its last publish.
 func (r *faultRun) stopPublisher() {
 	if r.pubStop == nil {
