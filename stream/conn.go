@@ -3,6 +3,7 @@ package stream
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/broker"
@@ -27,10 +28,11 @@ const (
 // and pk is set; from then on Deliver and finish hand the stream to the
 // poller's writers instead of waking the handler through notify.
 type conn struct {
-	id    uint64 // registry shard key
-	p     auth.Principal
-	chans []channel.Name
-	max   int
+	id       uint64 // registry shard key
+	p        auth.Principal
+	chans    []channel.Name
+	max      int // events pending towards a blocked client before slow-consumer
+	maxBytes int // bytes of them
 
 	// What to undo when the stream ends, exactly once, by whoever writes it
 	// last (the handler, or the poller once parked): see Server.detach.
@@ -38,47 +40,76 @@ type conn struct {
 	release func()
 
 	mu      sync.Mutex
-	q       []*event.Event // pending events, at most max
+	q       []*event.Event // pending events (see Deliver for the bound)
+	qbytes  int            // their data and type lengths
 	spare   []*event.Event // the other buffer of the double buffer
 	notify  chan struct{}  // cap 1: events were queued or the stream must end; nil once parked
 	ended   atomic.Bool
 	cond    string  // why the stream must end, set before notify
 	retryMS int64   // shutting-down: the retry hint to send first
 	pk      *parked // set, under mu, once the stream is parked
+
+	// writing is when the write in progress on the stream's own goroutine
+	// began (Unix ns), 0 when none is: that transport's sign that the
+	// client is not accepting output.
+	writing atomic.Int64
 }
+
+// hardFactor bounds the queue of a client that is not blocked: events the
+// server has not yet got round to writing (a fan-out, a coalescing window)
+// are not the client's debt, but memory is still finite.
+const (
+	hardFactor = 8
+	hardMin    = 1 << 16
+)
+
+// blockAfter is how long a write on a stream's own goroutine may be in
+// progress before the client counts as not accepting output.
+const blockAfter = 100 * time.Millisecond
 
 var _ broker.Subscriber = (*conn)(nil)
 
 var connIDs atomic.Uint64
 
-func newConn(p auth.Principal, chans []channel.Name, max int) *conn {
+func newConn(p auth.Principal, chans []channel.Name, max, maxBytes int) *conn {
 	return &conn{
-		id:     connIDs.Add(1),
-		p:      p,
-		chans:  chans,
-		max:    max,
-		notify: make(chan struct{}, 1),
+		id:       connIDs.Add(1),
+		p:        p,
+		chans:    chans,
+		max:      max,
+		maxBytes: maxBytes,
+		notify:   make(chan struct{}, 1),
 	}
 }
 
-// Deliver implements broker.Subscriber. It never blocks: when the queue is
-// full the stream is ended as a slow consumer and later events are dropped for
-// it alone.
+// Deliver implements broker.Subscriber. It never blocks.
+//
+// The slow-consumer bound counts what the client has not accepted: when the
+// client is blocked (its socket took less than it was offered, or a write to
+// it has been in progress for blockAfter) and the events pending towards it
+// reach max, or their bytes maxBytes, the stream is ended as a slow
+// consumer and later events are dropped for it alone. Events the server
+// itself holds back (write coalescing, a fan-out not yet at this stream) do
+// not count: a queue that reaches the bound while the client is not blocked
+// is written at once instead, and only hardFactor times the bound ends
+// such a stream.
 func (c *conn) Deliver(ev *event.Event) {
 	c.mu.Lock()
 	if c.cond != "" {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.q) >= c.max {
+	full := c.fullLocked()
+	if full && (len(c.q) >= max(hardFactor*c.max, hardMin) || c.blockedLocked()) {
 		c.finishLocked(CondSlowConsumer, 0)
 		c.mu.Unlock()
 		return
 	}
 	wake := len(c.q) == 0
 	c.q = append(c.q, ev)
+	c.qbytes += len(ev.Data) + len(ev.Type)
 	if c.pk != nil {
-		if wake {
+		if wake || full {
 			c.pk.scheduleLocked()
 		}
 		c.mu.Unlock()
@@ -94,6 +125,30 @@ func (c *conn) Deliver(ev *event.Event) {
 	}
 }
 
+// fullLocked reports whether the pending events reach the bound. c.mu is
+// held.
+func (c *conn) fullLocked() bool {
+	return len(c.q) >= c.max || c.qbytes+c.pendingLocked() >= c.maxBytes
+}
+
+// blockedLocked reports whether the client is not accepting output. c.mu
+// is held.
+func (c *conn) blockedLocked() bool {
+	if c.pk != nil {
+		return c.pk.blocked
+	}
+	w := c.writing.Load()
+	return w != 0 && time.Now().UnixNano()-w >= int64(blockAfter)
+}
+
+// pendingLocked returns the bytes a short write left over (parked streams).
+func (c *conn) pendingLocked() int {
+	if c.pk != nil {
+		return c.pk.pendingLen
+	}
+	return 0
+}
+
 // take swaps out the pending events. The caller hands the slice back with
 // give once it has written them, so steady state allocates nothing.
 func (c *conn) take() []*event.Event {
@@ -101,6 +156,7 @@ func (c *conn) take() []*event.Event {
 	q := c.q
 	c.q = c.spare[:0]
 	c.spare = nil
+	c.qbytes = 0
 	c.mu.Unlock()
 	return q
 }
@@ -108,7 +164,7 @@ func (c *conn) take() []*event.Event {
 func (c *conn) give(q []*event.Event) {
 	clear(q)
 	c.mu.Lock()
-	if c.spare == nil && cap(q) <= c.max {
+	if c.spare == nil && cap(q) <= 2*c.max {
 		c.spare = q[:0]
 	}
 	c.mu.Unlock()

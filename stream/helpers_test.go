@@ -174,3 +174,10 @@ func publishN(t *testing.T, e *benchEnv, ch channel.Name, n int) {
 		}
 	}
 }
+
+// forEachTransport runs f once with streams parked (where the platform
+// parks them) and once with every stream on a goroutine of its own.
+func forEachTransport(t *testing.T, f func(t *testing.T, mutate func(*Config))) {
+	t.Run("parked", func(t *testing.T) { f(t, func(*Config) {}) })
+	t.Run("goroutine", func(t *testing.T) { f(t, func(c *Config) { c.DisablePark = true }) })
+}

@@ -72,6 +72,8 @@ const (
 
 const (
 	tick      = 250 * time.Millisecond // keep-alive, expiry and stall checks
+	outqEvery = 64 << 10               // bytes written between two measures of unread output
+	outqFloor = 256 << 10              // unread output below this never counts as QueueSize events
 	chunkRoom = 10                     // chunk header room: 8 hex digits and CRLF
 	maxInput  = 64                     // reads of 512 bytes a client may send
 )
@@ -94,10 +96,12 @@ type parked struct {
 	expiry int64 // credential expiry plus leeway, Unix ns; 0: never
 
 	// Guarded by c.mu.
-	queued  bool
-	blocked bool // pending holds bytes a short write left over
-	closed  bool
-	flags   uint8
+	queued     bool
+	blocked    bool // pending holds bytes a short write left over
+	pendingLen int  // len(pending) while blocked
+	hurried    bool // promoted out of the delayed list since last serviced
+	closed     bool
+	flags      uint8
 	// due is when the events queued now were first free to be written
 	// (Unix ns), set when they were scheduled; 0: at their write.
 	due int64
@@ -108,15 +112,51 @@ type parked struct {
 	lastDue   atomic.Int64 // Unix ns: when the last write was due
 	blockedAt atomic.Int64 // Unix ns; 0 when not blocked
 
+	// Guarded by poller.mu: where the stream waits, and the generation of
+	// its entry in the delayed list (an entry of an older one is stale).
+	where uint8
+	gen   uint32
+
+	// Set by the servicing writer once outqEvery bytes were written since
+	// the ticker last measured the socket's unread output; read and
+	// cleared by the ticker. perEvent is the stream's mean bytes per event
+	// then.
+	measure  atomic.Bool
+	perEvent atomic.Int64
+	sent     atomic.Int64 // bytes the socket took in all
+	// Ticker only: the bytes the client had acknowledged at the last
+	// measure, and the measures in a row that found the unread output past
+	// the bound with no progress.
+	acked   int64
+	strikes uint8
+
 	// Owned by the servicing writer.
-	pending []byte
-	final   bool // pending ends with the last chunk
+	pending    []byte
+	unmeasured int  // bytes written since measure was last set
+	final      bool // pending ends with the last chunk
 }
 
+// Where a queued stream waits (parked.where).
+const (
+	whereNone    uint8 = iota // being serviced, or not queued
+	whereReady                // in the ready queue
+	whereDelayed              // in the delayed list
+)
+
 // scheduleLocked queues p for a writer unless it is queued already, closed,
-// or blocked with nothing that cannot wait for EPOLLOUT. c.mu is held.
+// or blocked with nothing that cannot wait for EPOLLOUT. A stream whose
+// pending events reach the slow-consumer bound while its client is not
+// blocked is not left to its coalescing window: it is written at once,
+// promoted out of the delayed list if it waits there. c.mu is held.
 func (p *parked) scheduleLocked() {
-	if p.queued || p.closed {
+	if p.closed {
+		return
+	}
+	if p.queued {
+		if !p.hurried && !p.blocked && p.c.fullLocked() {
+			p.hurried = true
+			p.pl.promote(p)
+		}
 		return
 	}
 	urgent := p.c.cond != "" || p.flags&(flagGone|flagStalled) != 0
@@ -125,7 +165,7 @@ func (p *parked) scheduleLocked() {
 	}
 	p.queued = true
 	p.due = 0
-	if !urgent && p.flags == 0 && p.pl.coalesce > 0 {
+	if !urgent && p.flags == 0 && p.pl.coalesce > 0 && !p.c.fullLocked() {
 		now := time.Now().UnixNano()
 		if p.due = p.nextDue(); p.due > now {
 			p.pl.later(p, p.due, now)
@@ -195,6 +235,7 @@ func (pl *poller) isStopping() bool {
 type delayedPark struct {
 	p   *parked
 	due int64
+	gen uint32 // p.gen when queued: the entry is stale once p was promoted
 }
 
 func newPoller(s *Server) (*poller, error) {
@@ -274,7 +315,7 @@ func (s *Server) parkedCount() int {
 // hands it to the poller. It parks only HTTP/1.1 over a plain socket, where
 // net/http chunks the response; anything else keeps its goroutine.
 func (s *Server) park(rc *http.ResponseController, r *http.Request, c *conn, wr *writer, opened time.Time) parkResult {
-	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || r.Method != http.MethodGet {
+	if s.cfg.DisablePark || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || r.Method != http.MethodGet {
 		return notParked
 	}
 	pl := s.poller()
@@ -390,6 +431,7 @@ func (pl *poller) lookup(id uint64) *parked {
 func (pl *poller) push(p *parked) {
 	pl.mu.Lock()
 	if !pl.stopped {
+		p.where = whereReady
 		pl.ready = append(pl.ready, p)
 		if pl.idle > 0 {
 			select {
@@ -401,13 +443,33 @@ func (pl *poller) push(p *parked) {
 	pl.mu.Unlock()
 }
 
-// later queues p for due (Unix ns). Streams are delayed by the same window
+// promote moves p from the delayed list to the ready queue, if it waits
+// there; its entry in the list goes stale. p.c.mu is held.
+func (pl *poller) promote(p *parked) {
+	pl.mu.Lock()
+	if !pl.stopped && p.where == whereDelayed {
+		p.gen++
+		p.where = whereReady
+		pl.ready = append(pl.ready, p)
+		if pl.idle > 0 {
+			select {
+			case pl.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	pl.mu.Unlock()
+}
+
+// later queues p for due (Unix ns). p.c.mu is held. Streams are delayed by the same window
 // after their last write, so the list is nearly in due order; one served a
 // little early is only written a little early.
 func (pl *poller) later(p *parked, due, now int64) {
 	pl.mu.Lock()
+	p.hurried = false // a later promotion is needed again
 	if !pl.stopped {
-		pl.delayed = append(pl.delayed, delayedPark{p, due})
+		p.where = whereDelayed
+		pl.delayed = append(pl.delayed, delayedPark{p, due, p.gen})
 		if !pl.armed {
 			pl.armed = true
 			pl.timer.Reset(time.Duration(due - now))
@@ -423,10 +485,13 @@ func (pl *poller) fire() {
 	defer pl.mu.Unlock()
 	moved := 0
 	for pl.dhead < len(pl.delayed) && pl.delayed[pl.dhead].due <= now {
-		pl.ready = append(pl.ready, pl.delayed[pl.dhead].p)
+		if d := pl.delayed[pl.dhead]; d.gen == d.p.gen && d.p.where == whereDelayed {
+			d.p.where = whereReady
+			pl.ready = append(pl.ready, d.p)
+			moved++
+		}
 		pl.delayed[pl.dhead] = delayedPark{}
 		pl.dhead++
-		moved++
 	}
 	if pl.dhead == len(pl.delayed) {
 		pl.delayed, pl.dhead, pl.armed = pl.delayed[:0], 0, false
@@ -467,6 +532,9 @@ func (pl *poller) writer(y *yielder) {
 		}
 		n := min(len(pl.ready)-pl.head, 64)
 		batch = append(batch[:0], pl.ready[pl.head:pl.head+n]...)
+		for _, p := range batch {
+			p.where = whereNone
+		}
 		clear(pl.ready[pl.head : pl.head+n])
 		if pl.head += n; pl.head == len(pl.ready) {
 			pl.ready, pl.head = pl.ready[:0], 0
@@ -487,7 +555,7 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 	for {
 		c.mu.Lock()
 		fl, due := p.flags, p.due
-		p.flags, p.due = 0, 0
+		p.flags, p.due, p.hurried = 0, 0, false
 		cond, retry := c.cond, c.retryMS
 		c.mu.Unlock()
 		ending := "write-error" // the reason if writing fails from here
@@ -505,11 +573,15 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 
 		if len(p.pending) > 0 { // left over from a short write
 			n, err := p.write(p.pending)
+			p.sent.Add(int64(n))
 			if err != nil {
 				pl.closePark(p, ending)
 				return buf
 			}
 			if p.pending = p.pending[n:]; len(p.pending) > 0 {
+				c.mu.Lock()
+				p.pendingLen = len(p.pending)
+				c.mu.Unlock()
 				if pl.idleOrAgain(p) {
 					continue
 				}
@@ -552,6 +624,7 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 		}
 		if len(out) > 0 {
 			n, err := p.write(out)
+			p.sent.Add(int64(n))
 			wr.bytes += payload
 			pl.s.cfg.Metrics.Delivered(wr.unrep, payload)
 			wr.unrep = 0
@@ -574,6 +647,11 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 			}
 			p.lastDue.Store(due)
 			p.lastWrite.Store(now)
+			if p.unmeasured += n; p.unmeasured >= outqEvery && wr.evs > 0 {
+				p.unmeasured = 0
+				p.perEvent.Store(int64(max(wr.bytes/wr.evs, 1)))
+				p.measure.Store(true)
+			}
 		}
 		if final {
 			pl.closePark(p, ending)
@@ -601,7 +679,7 @@ func (pl *poller) idleOrAgain(p *parked) bool {
 		return false
 	}
 	p.due = 0
-	if pl.coalesce > 0 {
+	if pl.coalesce > 0 && !c.fullLocked() {
 		now := time.Now().UnixNano()
 		if p.due = p.nextDue(); p.due > now {
 			pl.later(p, p.due, now)
@@ -618,6 +696,7 @@ func (p *parked) block(now int64) {
 	p.blockedAt.Store(now)
 	p.c.mu.Lock()
 	p.blocked = true
+	p.pendingLen = len(p.pending)
 	p.c.mu.Unlock()
 	_ = p.control(unix.EPOLL_CTL_MOD, unix.EPOLLOUT)
 }
@@ -625,6 +704,7 @@ func (p *parked) block(now int64) {
 func (p *parked) unblock() {
 	p.c.mu.Lock()
 	p.blocked = false
+	p.pendingLen = 0
 	p.c.mu.Unlock()
 	p.blockedAt.Store(0)
 	_ = p.control(unix.EPOLL_CTL_MOD, 0)
@@ -791,6 +871,9 @@ func (pl *poller) scan(now int64) {
 		sh.mu.Lock()
 		for _, p := range sh.m {
 			expired := p.expiry != 0 && now >= p.expiry
+			if p.measure.Load() {
+				p.measureUnread()
+			}
 			var fl uint8
 			if b := p.blockedAt.Load(); b != 0 {
 				if now-b >= wt {
@@ -805,6 +888,9 @@ func (pl *poller) scan(now int64) {
 			p.c.mu.Lock()
 			if fl == flagStalled && !p.blocked {
 				fl = 0 // the write caught up since blockedAt was read
+			}
+			if fl == flagStalled {
+				p.c.finishLocked(CondSlowConsumer, 0) // unless it ends already
 			}
 			if expired {
 				p.c.finishLocked(CondTokenExpired, 0)
@@ -821,6 +907,44 @@ func (pl *poller) scan(now int64) {
 			p.c.mu.Unlock()
 		}
 		sh.mu.Unlock()
+	}
+}
+
+// measureUnread ends p as a slow consumer when output its socket took but
+// its client has not read (SIOCOUTQ: sent and not acknowledged, or not sent)
+// stayed at or past the bound, MaxPendingBytes, or QueueSize events when it
+// holds at least outqFloor bytes (the kernel buffers that much for a reader
+// that is merely a little behind), while the client read nothing over two
+// ticks: a client that does not read leaves a burst there while the kernel's
+// buffers hide it from the short-write check; one that reads, however
+// slowly, is not cut by this. Runs on the ticker.
+func (p *parked) measureUnread() {
+	c := p.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.closed || c.cond != "" {
+		return
+	}
+	n, err := unix.IoctlGetInt(p.fd, unix.SIOCOUTQ)
+	if err != nil {
+		p.measure.Store(false)
+		return
+	}
+	per := max(p.perEvent.Load(), 1)
+	acked := p.sent.Load() - int64(n)
+	progress := acked > p.acked
+	p.acked = acked
+	if n < c.maxBytes && (n < outqFloor || int64(n)/per < int64(c.max)) {
+		p.strikes = 0
+		p.measure.Store(false)
+		return
+	}
+	if progress {
+		p.strikes = 0 // behind, but reading: measured again next tick
+		return
+	}
+	if p.strikes++; p.strikes >= 2 {
+		c.finishLocked(CondSlowConsumer, 0)
 	}
 }
 

@@ -18,7 +18,10 @@ const (
 type poller struct{}
 
 // parked is the state of a parked stream; streams are parked on Linux only.
-type parked struct{}
+type parked struct {
+	blocked    bool
+	pendingLen int
+}
 
 func (*parked) scheduleLocked() {}
 

@@ -237,8 +237,8 @@ func BenchmarkDeliverPath(b *testing.B) {
 			}
 			s := &Server{cfg: Config{Codec: codec}}
 			s.cfg.defaults()
-			c := newConn(auth.Principal{}, chans, 1<<20)
-			wr := &writer{s: s, chans: chans, pos: pos}
+			c := newConn(auth.Principal{}, chans, 1<<20, 1<<30)
+			wr := &writer{s: s, c: c, chans: chans, pos: pos}
 			if nch > 1 {
 				wr.segs = make([]string, nch)
 				for i, ch := range chans {

@@ -16,6 +16,7 @@ import (
 // goroutine servicing it lends buf for the time of one write.
 type writer struct {
 	s     *Server
+	c     *conn
 	out   output
 	chans []channel.Name
 	pos   []event.Position
@@ -48,7 +49,7 @@ func (o responseOutput) SetWriteDeadline(t time.Time) error { return o.rc.SetWri
 func (s *Server) run(w http.ResponseWriter, r *http.Request, c *conn, st start) (parked bool) {
 	opened := time.Now()
 	rc := http.NewResponseController(w)
-	wr := &writer{s: s, out: responseOutput{w, rc}, chans: c.chans, pos: st.pos}
+	wr := &writer{s: s, c: c, out: responseOutput{w, rc}, chans: c.chans, pos: st.pos}
 	if len(c.chans) > 1 {
 		wr.segs = make([]string, len(c.chans))
 		for i, ch := range c.chans {
@@ -186,6 +187,9 @@ func (s *Server) loop(done <-chan struct{}, c *conn, wr *writer) string {
 			continue
 		}
 		if err := wr.flush(); err != nil {
+			if cond, _ := c.condition(); cond != "" {
+				return cond // e.g. slow-consumer: cut while the write was stuck
+			}
 			return "write-error"
 		}
 		ka.Reset(s.cfg.KeepAlive)
@@ -335,12 +339,15 @@ func (wr *writer) flush() error {
 	if len(wr.buf) == 0 {
 		return nil
 	}
-	_ = wr.out.SetWriteDeadline(time.Now().Add(wr.s.cfg.WriteTimeout))
+	now := time.Now()
+	_ = wr.out.SetWriteDeadline(now.Add(wr.s.cfg.WriteTimeout))
+	wr.c.writing.Store(now.UnixNano())
 	n, err := wr.out.Write(wr.buf)
 	wr.bytes += n
 	if err == nil {
 		err = wr.out.Flush()
 	}
+	wr.c.writing.Store(0)
 	if cap(wr.buf) > 64<<10 {
 		wr.buf = nil // do not keep a burst's buffer on an idle stream
 	} else {

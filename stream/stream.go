@@ -79,10 +79,17 @@ type Config struct {
 	Codec  *event.Codec
 	Admit  Admitter // optional
 
-	Retry           time.Duration // retry hint sent to clients (2s)
-	KeepAlive       time.Duration // keep-alive comment interval (15s)
-	MaxChannels     int           // channels per stream (16)
-	QueueSize       int           // events buffered per stream (1024)
+	Retry       time.Duration // retry hint sent to clients (2s)
+	KeepAlive   time.Duration // keep-alive comment interval (15s)
+	MaxChannels int           // channels per stream (16)
+	// QueueSize bounds the events pending towards a client that does not
+	// accept them (its socket is full) before the stream ends with
+	// slow-consumer (1024). Events the server holds back itself (write
+	// coalescing, a fan-out not yet at the stream) do not count.
+	QueueSize int
+	// MaxPendingBytes bounds the same in bytes: the queued events' data
+	// plus what a short write left over (4 MiB).
+	MaxPendingBytes int
 	ReplayLimit     int           // events replayed per channel at most (10000)
 	Leeway          time.Duration // added to a credential's expiry (0)
 	RecheckInterval time.Duration // membership recheck on open streams (60s)
@@ -98,6 +105,10 @@ type Config struct {
 	// the CPU per delivered event about fourfold (docs/benchmarks.md); an
 	// event arriving after a quiet spell is written at once.
 	WriteCoalesce time.Duration
+	// DisablePark keeps every stream on a goroutine of its own, as streams
+	// over HTTP/2, TLS or on other platforms are, instead of parking
+	// HTTP/1.1 streams on Linux (see park_linux.go).
+	DisablePark bool
 
 	Logger  *slog.Logger
 	Metrics metrics.Recorder
@@ -115,6 +126,9 @@ func (c *Config) defaults() {
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = 1024
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = 4 << 20
 	}
 	if c.ReplayLimit <= 0 {
 		c.ReplayLimit = 10000
@@ -280,7 +294,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsF
 		release = rel
 	}
 
-	c := newConn(p, chans, s.cfg.QueueSize)
+	c := newConn(p, chans, s.cfg.QueueSize, s.cfg.MaxPendingBytes)
 	c.release = release
 	s.reg.add(c)
 	parked := false // once parked, the poller detaches c when the stream ends
