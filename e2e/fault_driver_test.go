@@ -123,6 +123,10 @@ type faultRun struct {
 	// Sticky makes the publisher use one instance until it fails, then the
 	// next; otherwise it goes round robin.
 	Sticky bool
+	// tamper, when set, stands between subscriber i and its record: what
+	// it returns for an event's data is recorded instead (the checker's
+	// self-test).
+	tamper func(i int, data string) []string
 
 	mu        sync.Mutex
 	ends      map[string]int // why connections ended
@@ -225,7 +229,7 @@ func (r *faultRun) subscribe(s *faultcheck.SubscriberRecorder, chans []string, i
 	var last string
 	next := i % len(r.urls)
 	for r.ctx.Err() == nil {
-		why := r.stream(s, r.urls[next], chans, &last)
+		why := r.stream(s, i, r.urls[next], chans, &last)
 		if r.ctx.Err() != nil {
 			return
 		}
@@ -240,7 +244,7 @@ func (r *faultRun) subscribe(s *faultcheck.SubscriberRecorder, chans []string, i
 }
 
 // stream reads one connection and returns why it ended.
-func (r *faultRun) stream(s *faultcheck.SubscriberRecorder, base string, chans []string, last *string) string {
+func (r *faultRun) stream(s *faultcheck.SubscriberRecorder, i int, base string, chans []string, last *string) string {
 	req, _ := http.NewRequestWithContext(r.ctx, http.MethodGet, base+"/events?"+url.Values{"channel": chans}.Encode(), nil)
 	req.Header.Set("Authorization", "Bearer "+r.token)
 	if *last != "" {
@@ -289,8 +293,14 @@ func (r *faultRun) stream(s *faultcheck.SubscriberRecorder, base string, chans [
 			_ = json.Unmarshal([]byte(ev.Data), &d)
 			return "stream-error " + d.Condition
 		default:
-			if err := s.Event(ev.Data); err != nil {
-				r.fault("subscriber got %s: %v", ev.Type, err)
+			datas := []string{ev.Data}
+			if r.tamper != nil {
+				datas = r.tamper(i, ev.Data)
+			}
+			for _, d := range datas {
+				if err := s.Event(d); err != nil {
+					r.fault("subscriber got %s: %v", ev.Type, err)
+				}
 			}
 		}
 	}
@@ -469,12 +479,35 @@ func (r *faultRun) waitAcked(n int, d time.Duration) {
 	})
 }
 
-// finish stops the publisher, waits until every subscriber has caught up
-// with the last acknowledged event of its channels (or 20 s), lets late
-// events arrive for half a second, stops the subscribers and checks the
-// run. It logs the report and fails the test on silent loss, duplicates,
-// reorders or phantoms, and on resets unless resetsAllowed.
+// finish checks the run (see check), and fails the test on silent loss,
+// duplicates, reorders or phantoms, on resets unless resetsAllowed, and on
+// protocol faults.
 func (r *faultRun) finish(resetsAllowed bool) faultcheck.Report {
+	r.t.Helper()
+	rep := r.check()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !rep.OK() || (!resetsAllowed && rep.Resets > 0) {
+		r.t.Errorf("faultcheck %s: the delivery promise broke (want silent_loss=0 duplicates=0 reorders=0 phantoms=0%s): %v; first faults:\n%s",
+			r.name, map[bool]string{false: " resets=0", true: ""}[resetsAllowed], rep, strings.Join(rep.Examples, "\n"))
+	}
+	if len(r.bad) > 0 {
+		r.t.Errorf("faultcheck %s: protocol faults:\n%s", r.name, strings.Join(r.bad, "\n"))
+	}
+	if len(r.replayBad) > 0 {
+		r.t.Errorf("faultcheck %s: a repeated Idempotency-Key answered other ids: %q", r.name, r.replayBad)
+	}
+	if n := r.rec.Counts()[faultcheck.Acked]; n < 1000 {
+		r.t.Errorf("faultcheck %s: only %d events acknowledged; the run proves little", r.name, n)
+	}
+	return rep
+}
+
+// check stops the publisher, waits until every subscriber has caught up
+// with the last acknowledged event of its channels (or 20 s), lets late
+// events arrive for half a second, stops the subscribers, checks the run
+// and logs the report.
+func (r *faultRun) check() faultcheck.Report {
 	r.t.Helper()
 	r.stopPublisher()
 	deadline := time.Now().Add(20 * time.Second)
@@ -497,19 +530,6 @@ func (r *faultRun) finish(resetsAllowed bool) faultcheck.Report {
 		r.retried, r.replays, r.pubErrs, r.ends, r.resets)
 	if len(lag) > 0 {
 		r.t.Logf("faultcheck %s: %d subscribers had not caught up after 20 s: %q", r.name, len(lag), lag)
-	}
-	if !rep.OK() || (!resetsAllowed && rep.Resets > 0) {
-		r.t.Errorf("faultcheck %s: the delivery promise broke (want silent_loss=0 duplicates=0 reorders=0 phantoms=0%s): %v; first faults:\n%s",
-			r.name, map[bool]string{false: " resets=0", true: ""}[resetsAllowed], rep, strings.Join(rep.Examples, "\n"))
-	}
-	if len(r.bad) > 0 {
-		r.t.Errorf("faultcheck %s: protocol faults:\n%s", r.name, strings.Join(r.bad, "\n"))
-	}
-	if len(r.replayBad) > 0 {
-		r.t.Errorf("faultcheck %s: a repeated Idempotency-Key answered other ids: %q", r.name, r.replayBad)
-	}
-	if counts[faultcheck.Acked] < 1000 {
-		r.t.Errorf("faultcheck %s: only %d events acknowledged; the run proves little", r.name, counts[faultcheck.Acked])
 	}
 	return rep
 }
