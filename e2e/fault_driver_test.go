@@ -128,6 +128,8 @@ type faultRun struct {
 	// self-test).
 	tamper func(i int, data string) []string
 
+	began time.Time // for phase
+
 	mu        sync.Mutex
 	ends      map[string]int // why connections ended
 	resets    map[string]int // stream-reset reasons
@@ -152,7 +154,7 @@ func newFaultRun(t *testing.T, name string, urls []string, chans []string) *faul
 			MaxIdleConnsPerHost: 4, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		}},
 		ends: map[string]int{}, resets: map[string]int{}, pubErrs: map[string]int{},
-		chans: chans,
+		chans: chans, began: time.Now(),
 	}
 	t.Cleanup(func() {
 		cancel()
@@ -174,6 +176,12 @@ func (r *faultRun) fault(format string, args ...any) {
 	if len(r.bad) < 20 {
 		r.bad = append(r.bad, fmt.Sprintf(format, args...))
 	}
+}
+
+// phase logs a step of the scenario with the time since the run began.
+func (r *faultRun) phase(what string) {
+	r.t.Helper()
+	r.t.Logf("faultcheck %s: %5.1fs %s (acked %d)", r.name, time.Since(r.began).Seconds(), what, r.rec.Counts()[faultcheck.Acked])
 }
 
 // faultChannels returns n new channels.
@@ -209,6 +217,7 @@ func (r *faultRun) startSubscribers(n int) {
 			}
 		}
 		if len(closed) == 0 {
+			r.phase(fmt.Sprintf("%d subscribers open", n))
 			return
 		}
 		if time.Now().After(deadline) {
@@ -510,11 +519,15 @@ func (r *faultRun) finish(resetsAllowed bool) faultcheck.Report {
 func (r *faultRun) check() faultcheck.Report {
 	r.t.Helper()
 	r.stopPublisher()
+	r.phase("publisher stopped")
 	deadline := time.Now().Add(20 * time.Second)
 	lag := r.rec.Lagging()
 	for len(lag) > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 		lag = r.rec.Lagging()
+	}
+	if len(lag) == 0 {
+		r.phase("every subscriber caught up")
 	}
 	time.Sleep(500 * time.Millisecond) // quiet period: late duplicates arrive
 	r.cancel()

@@ -46,9 +46,11 @@ func TestFaultInstanceKill(t *testing.T) {
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
 	run.waitAcked(600, 20*time.Second)
+	run.phase("SIGKILL B")
 	ps[1].kill()
 	time.Sleep(2 * time.Second) // the publisher goes on while B is down
 	ps[1] = ps[1].restart()
+	run.phase("B restarted")
 	run.waitAcked(1500, 60*time.Second)
 	run.finish(false)
 }
@@ -65,6 +67,7 @@ func TestFaultRedisRestartEmpty(t *testing.T) {
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
 	run.waitAcked(600, 20*time.Second)
+	run.phase("SIGKILL Redis")
 	rs.stop()
 	time.Sleep(3 * time.Second) // Redis is down
 	rs.start()                  // a new data directory: empty
@@ -74,11 +77,14 @@ func TestFaultRedisRestartEmpty(t *testing.T) {
 			return st == http.StatusOK
 		})
 	}
+	run.phase("Redis back, both instances ready")
 	run.waitAcked(600, 60*time.Second)
 	resets := run.resetCount()
+	run.phase("SIGKILL A")
 	ps[0].kill()
 	time.Sleep(time.Second)
 	ps[0] = ps[0].restart()
+	run.phase("A restarted")
 	run.waitAcked(1000, 60*time.Second)
 	run.finish(true)
 	if n := run.resetCount() - resets; n > 0 {
@@ -95,11 +101,14 @@ func TestFaultDrain(t *testing.T) {
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
 	run.waitAcked(600, 20*time.Second)
+	run.phase("SIGTERM B")
 	ps[1].signal(syscall.SIGTERM)
 	if code := ps[1].wait(30 * time.Second); code != 0 {
 		t.Errorf("B exited with %d after SIGTERM, want 0", code)
 	}
+	run.phase("B drained and exited")
 	ps[1] = ps[1].restart()
+	run.phase("B restarted")
 	run.waitAcked(1500, 60*time.Second)
 	run.finish(false)
 }
@@ -116,9 +125,11 @@ func TestFaultIdempotentRetry(t *testing.T) {
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
 	run.waitAcked(600, 20*time.Second)
-	ps[0].kill() // the publisher's instance
+	run.phase("SIGKILL A, the publisher's instance")
+	ps[0].kill()
 	time.Sleep(time.Second)
 	ps[0] = ps[0].restart()
+	run.phase("A restarted")
 	run.waitAcked(1000, 60*time.Second)
 	run.finish(false)
 }
@@ -148,9 +159,11 @@ func TestFaultCluster(t *testing.T) {
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
 	run.waitAcked(600, 20*time.Second)
+	run.phase("SIGKILL B")
 	ps[1].kill()
 	time.Sleep(2 * time.Second) // the publisher goes on while B is down
 	ps[1] = ps[1].restart()
+	run.phase("B restarted")
 	run.waitAcked(1500, 60*time.Second)
 	run.finish(false)
 
