@@ -367,3 +367,33 @@ func TestTicketOutstandingCap(t *testing.T) {
 		t.Fatalf("after a redemption: %d", resp.StatusCode)
 	}
 }
+
+// TestErrorsBeforeHandlers pins what net/http answers itself, before any
+// handler, in text/plain (docs/security.md): each is an error status, the
+// connection is closed, and nothing of the request is echoed. A Go release
+// that changes this fails here, so that the documentation follows.
+func TestErrorsBeforeHandlers(t *testing.T) {
+	e := newEnv(t, nil)
+	u, _ := url.Parse(e.srv.URL)
+	cases := []struct {
+		name, req string
+		status    int
+	}{
+		{"NUL in a header", "GET /events?ticket=SECRET HTTP/1.1\r\nHost: x\r\nX-A: a\x00SECRET\r\n\r\n", 400},
+		{"unknown transfer encoding", "POST /publish?ticket=SECRET HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: SECRET\r\n\r\n", 501},
+		{"HTTP version", "GET /healthz?ticket=SECRET HTTP/3.0\r\nHost: x\r\n\r\n", 505},
+		{"no Host", "GET /healthz?ticket=SECRET HTTP/1.1\r\n\r\n", 400},
+		{"head past the hard ceiling", "GET /healthz?ticket=SECRET HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", 431},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := holdRaw(u.Host, tc.req, 5*time.Second)
+			if !a.closed || !strings.HasPrefix(a.head, fmt.Sprintf("HTTP/1.1 %d ", tc.status)) {
+				t.Fatalf("closed %v, answer %q; want %d and a close", a.closed, a.head, tc.status)
+			}
+			if strings.Contains(a.head, "SECRET") {
+				t.Fatalf("the answer echoes the request: %q", a.head)
+			}
+		})
+	}
+}

@@ -15,6 +15,12 @@ import (
 // limits.Conns), there is no write timeout (each stream bounds its own
 // writes), and request heads are limited in size.
 //
+// What net/http refuses before any handler runs is answered by net/http in
+// text/plain, not problem+json (docs/security.md lists it): a malformed
+// request line or header (a NUL in a value, say), a missing or malformed
+// Host, a head past the hard ceiling (431), an unknown Transfer-Encoding
+// (501), an unsupported HTTP version (505).
+//
 // When h is a Gateway's Handler, those settings come from the gateway's
 // Config (the body deadline, SLUICE_BODY_TIMEOUT, is applied by the handler
 // itself); for any other handler, such as a mux that mounts a Gateway's
@@ -34,9 +40,12 @@ func NewHTTPServer(h http.Handler) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: cfg.HeaderTimeout,
 		IdleTimeout:       120 * time.Second,
-		// Headers are bounded by the limits middleware, which answers 431
-		// with a problem body; this is only the hard ceiling.
-		MaxHeaderBytes: 1 << 20,
+		// The limits middleware answers heads over SLUICE_MAX_HEADER_BYTES
+		// or SLUICE_MAX_URL_BYTES with a problem (431, 414); this hard
+		// ceiling, a little above both, bounds what a connection that
+		// trickles its head makes the server hold (net/http answers past
+		// it with a text/plain 431).
+		MaxHeaderBytes: cfg.MaxHeaderBytes + cfg.MaxURLBytes + 4096,
 		ConnState:      conns.ConnState,
 	}
 }
