@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,4 +220,130 @@ func TestTicketFaults(t *testing.T) {
 func isProblem(err error) bool {
 	_, ok := problem.As(err)
 	return ok
+}
+
+// TestLimitTickets drives a limited store with a fake clock: the rate and
+// the cap refuse with a 429 problem and a wait; redemption and expiry free
+// places; other users are not held back; idle users are forgotten.
+func TestLimitTickets(t *testing.T) {
+	c := newClock()
+	inner := &auth.MemoryTickets{Now: c.Now}
+	s := auth.LimitTickets(inner, auth.TicketLimits{Rate: 2, Burst: 3, MaxPerUser: 4, Now: c.Now})
+	ctx := context.Background()
+	alice := auth.Principal{User: "alice", Tenant: "3f1c2a9e-8d4b-4c1e-9a7f-0b5e6d7c8a91"}
+	bob := auth.Principal{User: "bob", Tenant: alice.Tenant}
+	const ttl = 30 * time.Second
+	put := func(id string, p auth.Principal) error { return s.PutTicket(ctx, id, p, ttl) }
+	refusal := func(err error, code string) time.Duration {
+		t.Helper()
+		var r *auth.TicketRefusal
+		if !errors.As(err, &r) || r.Status != 429 || r.Code != code || r.RetryAfter() <= 0 {
+			t.Fatalf("got %v, want a 429 %s refusal with a wait", err, code)
+		}
+		return r.RetryAfter()
+	}
+
+	for i := range 3 { // the burst
+		if err := put("a"+strconv.Itoa(i), alice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := refusal(put("a3", alice), problem.CodeRateLimited); d != 500*time.Millisecond {
+		t.Fatalf("wait %v, want 500ms at 2/s", d)
+	}
+	if err := put("b0", bob); err != nil {
+		t.Fatalf("another user held back: %v", err)
+	}
+	c.Advance(500 * time.Millisecond)
+	if err := put("a3", alice); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(10 * time.Second) // the rate allows again; the cap (4) does not
+	d := refusal(put("a4", alice), auth.CodeTooManyTickets)
+	if d > ttl {
+		t.Fatalf("wait %v beyond the ticket lifetime", d)
+	}
+	// Redeeming a ticket frees its place.
+	if _, ok, err := s.TakeTicket(ctx, "a0"); !ok || err != nil {
+		t.Fatalf("take: %v %v", ok, err)
+	}
+	if err := put("a4", alice); err != nil {
+		t.Fatalf("after a redemption: %v", err)
+	}
+	refusal(put("a5", alice), auth.CodeTooManyTickets)
+	// Expiry frees them all.
+	c.Advance(ttl)
+	for i := range 3 {
+		if err := put("c"+strconv.Itoa(i), alice); err != nil {
+			t.Fatalf("after expiry: %v", err)
+		}
+	}
+	// A refused ticket is not stored.
+	if _, ok, _ := inner.TakeTicket(ctx, "a5"); ok {
+		t.Fatal("a refused ticket was stored")
+	}
+}
+
+// TestLimitTicketsThroughIssue: IssueTicket returns the refusal itself (a
+// 429 problem with a wait), not a fault.
+func TestLimitTicketsThroughIssue(t *testing.T) {
+	store := auth.LimitTickets(&mapStore{}, auth.TicketLimits{Rate: 1, Burst: 1})
+	a, _, p := ticketEnv(t, store, time.Hour)
+	if _, _, err := a.IssueTicket(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := a.IssueTicket(context.Background(), p)
+	var ra interface{ RetryAfter() time.Duration }
+	if pr, ok := problem.As(err); !ok || pr.Status != 429 || !errors.As(err, &ra) || ra.RetryAfter() <= 0 {
+		t.Fatalf("got %v", err)
+	}
+	if auth.LimitTickets(store, auth.TicketLimits{}) != store {
+		t.Fatal("no limits should return the store itself")
+	}
+}
+
+// TestLimitTicketsMemoryBounded floods one user for a simulated minute and
+// asks for tickets for 20,000 users once each: what the limiter keeps stays
+// bounded by the cap and forgets idle users.
+func TestLimitTicketsMemoryBounded(t *testing.T) {
+	c := newClock()
+	s := auth.LimitTickets(discardStore{}, auth.TicketLimits{Rate: 10, Burst: 32, MaxPerUser: 64, Now: c.Now})
+	ctx := context.Background()
+	p := auth.Principal{User: "flood", Tenant: "3f1c2a9e-8d4b-4c1e-9a7f-0b5e6d7c8a91"}
+	issued := 0
+	for i := range 60_000 {
+		if i%1000 == 0 {
+			c.Advance(time.Second)
+		}
+		if s.PutTicket(ctx, "f"+strconv.Itoa(i), p, 30*time.Second) == nil {
+			issued++
+		}
+	}
+	if issued > 64+10*60 { // never more than the cap outstanding, nor the rate
+		t.Fatalf("%d issued", issued)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 20_000 {
+		c.Advance(10 * time.Millisecond)
+		_ = s.PutTicket(ctx, "u"+strconv.Itoa(i), auth.Principal{User: "u" + strconv.Itoa(i), Tenant: p.Tenant}, time.Second)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if g := int64(after.HeapAlloc) - int64(before.HeapAlloc); g > 1<<20 {
+		t.Fatalf("heap grew %d KiB for users that each asked once", g>>10)
+	}
+}
+
+// discardStore is a TicketStore that keeps nothing, so that only the
+// limiter's own memory is measured.
+type discardStore struct{}
+
+func (discardStore) PutTicket(context.Context, string, auth.Principal, time.Duration) error {
+	return nil
+}
+
+func (discardStore) TakeTicket(context.Context, string) (auth.Principal, bool, error) {
+	return auth.Principal{}, false, nil
 }
