@@ -383,6 +383,8 @@ func TestErrorsBeforeHandlers(t *testing.T) {
 		{"unknown transfer encoding", "POST /publish?ticket=SECRET HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: SECRET\r\n\r\n", 501},
 		{"HTTP version", "GET /healthz?ticket=SECRET HTTP/3.0\r\nHost: x\r\n\r\n", 505},
 		{"no Host", "GET /healthz?ticket=SECRET HTTP/1.1\r\n\r\n", 400},
+		{"conflicting lengths", "POST /publish?ticket=SECRET HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+		{"unknown expectation", "GET /healthz?ticket=SECRET HTTP/1.1\r\nHost: x\r\nExpect: SECRET\r\n\r\n", 417},
 		{"head past the hard ceiling", "GET /healthz?ticket=SECRET HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", 431},
 	}
 	for _, tc := range cases {
