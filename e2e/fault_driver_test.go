@@ -114,15 +114,15 @@ type faultRun struct {
 	pubDone chan struct{}
 	pubHC   *http.Client
 
-	// Idempotent makes the publisher send an Idempotency-Key with every
+	// idempotent makes the publisher send an Idempotency-Key with every
 	// publish, retry a publish of unknown outcome (or refused connection)
 	// on the next instance with the same key, and send every tenth
 	// acknowledged publish again to another instance, as a client whose
 	// answer was lost would; the repeat must answer the same ids.
-	Idempotent bool
-	// Sticky makes the publisher use one instance until it fails, then the
+	idempotent bool
+	// sticky makes the publisher use one instance until it fails, then the
 	// next; otherwise it goes round robin.
-	Sticky bool
+	sticky bool
 	// tamper, when set, stands between subscriber i and its record: what
 	// it returns for an event's data is recorded instead (the checker's
 	// self-test).
@@ -160,6 +160,8 @@ func newFaultRun(t *testing.T, name string, urls []string, chans []string) *faul
 		cancel()
 		r.stopPublisher()
 		r.subWG.Wait()
+		r.hc.CloseIdleConnections()
+		r.pubHC.CloseIdleConnections()
 	})
 	return r
 }
@@ -340,7 +342,7 @@ func (r *faultRun) startPublisher() {
 				k := (n / 2) % len(r.chans)
 				chans = []string{r.chans[k], r.chans[(k+1)%len(r.chans)], r.chans[(k+2)%len(r.chans)]}
 			}
-			if !r.Sticky {
+			if !r.sticky {
 				target = n % len(r.urls)
 			}
 			target = r.publish(n, chans, target)
@@ -364,14 +366,14 @@ func (r *faultRun) publish(n int, chans []string, target int) int {
 		body, _ = json.Marshal(map[string]any{"events": evs})
 	}
 	key := ""
-	if r.Idempotent {
+	if r.idempotent {
 		key = fmt.Sprintf("fault-%s-%d", random(), n)
 	}
 	outcome, ids, why := r.post(r.urls[target], body, key, len(chans))
 	if outcome != faultcheck.Acked {
 		r.note(r.pubErrs, why)
 	}
-	if r.Idempotent {
+	if r.idempotent {
 		unknown := false
 		for attempt := 1; outcome != faultcheck.Acked && attempt < 2*len(r.urls); attempt++ {
 			if outcome == faultcheck.Unknown {

@@ -121,7 +121,7 @@ func TestFaultIdempotentRetry(t *testing.T) {
 	faultTest(t)
 	_, _, ps := twoInstances(t, nil)
 	run := newFaultRun(t, "idempotent-retry", urlsOf(ps), faultChannels(6))
-	run.Idempotent, run.Sticky = true, true
+	run.idempotent, run.sticky = true, true
 	run.startSubscribers(faultSubscribers)
 	run.startPublisher()
 	run.waitAcked(600, 20*time.Second)
