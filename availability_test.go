@@ -399,3 +399,22 @@ func TestErrorsBeforeHandlers(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyGuardForAnyHandler serves a service's own mux, with a handler that
+// never reads bodies, through sluice.NewHTTPServer: a request that declares
+// a body and never sends it is answered and closed at once.
+func TestBodyGuardForAnyHandler(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/app", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "app") })
+	srv := sluice.NewHTTPServer(mux)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	a := holdRaw(ln.Addr().String(), "POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", 5*time.Second)
+	if !a.closed || a.after > 2*time.Second || !strings.HasPrefix(a.head, "HTTP/1.1 200 ") || !strings.Contains(a.head, "Connection: close") {
+		t.Fatalf("closed %v after %v, answer %q", a.closed, a.after, a.head)
+	}
+}

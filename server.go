@@ -21,14 +21,21 @@ import (
 // Host, a head past the hard ceiling (431), an unknown Transfer-Encoding
 // (501), an unsupported HTTP version (505).
 //
+// Request bodies get the gateway's guard: a deadline (SLUICE_BODY_TIMEOUT),
+// and a connection closed rather than drained when a handler answers
+// without reading the body.
+//
 // When h is a Gateway's Handler, those settings come from the gateway's
-// Config (the body deadline, SLUICE_BODY_TIMEOUT, is applied by the handler
-// itself); for any other handler, such as a mux that mounts a Gateway's
-// Handler, they are the defaults.
+// Config; for any other handler, such as a service's mux that mounts a
+// Gateway's Handler, they are the defaults.
 func NewHTTPServer(h http.Handler) *http.Server {
 	cfg := DefaultConfig()
 	if gh, ok := h.(*gatewayHandler); ok {
 		cfg = gh.cfg
+	} else {
+		// The gateway's handler guards bodies itself; any other gets the
+		// same guard with the default deadline.
+		h = bodyGuard(h, cfg.BodyTimeout)
 	}
 	exempt := trustedPeer(cfg.TrustedProxies)
 	conns := limits.NewConns(limits.ConnsConfig{
