@@ -1,6 +1,7 @@
 package sluice_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -416,5 +417,35 @@ func TestBodyGuardForAnyHandler(t *testing.T) {
 	a := holdRaw(ln.Addr().String(), "POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", 5*time.Second)
 	if !a.closed || a.after > 2*time.Second || !strings.HasPrefix(a.head, "HTTP/1.1 200 ") || !strings.Contains(a.head, "Connection: close") {
 		t.Fatalf("closed %v after %v, answer %q", a.closed, a.after, a.head)
+	}
+}
+
+// TestLargeUnreadBodyAnswered sends 4 MiB to endpoints that refuse before
+// reading: the client gets the whole answer, not a reset.
+func TestLargeUnreadBodyAnswered(t *testing.T) {
+	e := newEnv(t, nil)
+	u, _ := url.Parse(e.srv.URL)
+	for _, target := range []string{"GET /healthz", "POST /publish"} {
+		t.Run(target, func(t *testing.T) {
+			c, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			const size = 4 << 20
+			go func() {
+				_, _ = io.WriteString(c, target+" HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
+				_, _ = c.Write(make([]byte, size))
+			}()
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || len(body) == 0 || !resp.Close {
+				t.Fatalf("%d %q %v, close %v", resp.StatusCode, body, err, resp.Close)
+			}
+		})
 	}
 }

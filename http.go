@@ -111,10 +111,16 @@ func bodyGuard(next http.Handler, timeout time.Duration) http.Handler {
 		}
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Now().Add(timeout))
-		body := &guardedBody{ReadCloser: r.Body}
+		orig := r.Body
+		body := &guardedBody{ReadCloser: orig}
 		r.Body = body
 		gw := &guardedWriter{ResponseWriter: w, body: body}
 		next.ServeHTTP(gw, r)
+		// net/http looks at the request's own body type once the handler
+		// is done: a large unread one makes it close gracefully (shut
+		// the write side, then wait), so that the answer is not lost to
+		// a reset.
+		r.Body = orig
 		if !body.eof.Load() {
 			gw.closeIfUnread()
 			// net/http drains the body after the answer is flushed: only
