@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -37,52 +36,115 @@ func (e claimError) Error() string { return string(e) }
 
 // decodeClaims decodes a JWT payload strictly: valid UTF-8, exactly one JSON
 // object and nothing after it but white space, no name twice (compared
-// exactly), and no two names that fold to the same known claim. It returns
-// every member's value as it appears in the payload, keyed by its exact
-// (unescaped) name. Errors are claimErrors.
+// exactly, after unescaping), and no two names that fold to the same known
+// claim. It returns every member's value as it appears in the payload (a
+// sub-slice of it), keyed by its exact name. Errors are claimErrors.
+//
+// The payload is checked whole by json.Valid first; the scan below then only
+// finds the members' boundaries, which valid JSON makes unambiguous.
 func decodeClaims(payload []byte) (map[string]json.RawMessage, error) {
 	if !utf8.Valid(payload) {
 		return nil, claimError("token claims are not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+	if !json.Valid(payload) {
+		return nil, claimError("token claims are not valid JSON")
+	}
+	i := skipSpace(payload, 0)
+	if payload[i] != '{' {
 		return nil, claimError("token claims are not a JSON object")
 	}
 	out := make(map[string]json.RawMessage, 8)
 	var seen [len(knownClaims)]bool
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, claimError("token claims are not valid JSON")
-		}
-		name, ok := tok.(string)
+	for i = skipSpace(payload, i+1); payload[i] != '}'; {
+		end := endOfString(payload, i)
+		name, ok := unquote(payload[i:end])
 		if !ok {
 			return nil, claimError("token claims are not valid JSON")
 		}
 		if _, dup := out[name]; dup {
 			return nil, duplicate(name)
 		}
-		for i, k := range knownClaims {
-			if strings.EqualFold(name, k) {
-				if seen[i] {
-					return nil, duplicate(k)
+		for k, known := range knownClaims {
+			if strings.EqualFold(name, known) {
+				if seen[k] {
+					return nil, duplicate(known)
 				}
-				seen[i] = true
+				seen[k] = true
 			}
 		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, claimError("token claims are not valid JSON")
+		i = skipSpace(payload, skipSpace(payload, end)+1) // past ':'
+		end = endOfValue(payload, i)
+		out[name] = payload[i:end:end]
+		if i = skipSpace(payload, end); payload[i] == ',' {
+			i = skipSpace(payload, i+1)
 		}
-		out[name] = v
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return nil, claimError("token claims are not valid JSON")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, claimError("token claims are followed by more data")
 	}
 	return out, nil
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// endOfString returns the index after the string that starts at b[i] ('"').
+func endOfString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// endOfValue returns the index after the value that starts at b[i], in valid
+// JSON.
+func endOfValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return endOfString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = endOfString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return len(b)
+	}
+	for i < len(b) && !strings.ContainsRune(",}] \t\n\r", rune(b[i])) {
+		i++
+	}
+	return i
+}
+
+// unquote decodes a JSON string (with its quotes), without allocating more
+// than the result when it holds no escape.
+func unquote(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	return s, json.Unmarshal(raw, &s) == nil
 }
 
 // duplicate is the refusal of a claim set naming a claim twice. Only the
@@ -124,8 +186,8 @@ func numericDate(name string, raw json.RawMessage) (time.Time, error) {
 
 // claimString decodes a claim that must be a JSON string.
 func claimString(name string, raw json.RawMessage) (string, error) {
-	var s string
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+	s, ok := unquote(raw)
+	if !ok {
 		return "", claimError("token claim " + name + " must be a string")
 	}
 	return s, nil
