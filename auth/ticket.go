@@ -231,7 +231,7 @@ func (r *TicketRefusal) RetryAfter() time.Duration { return r.After }
 // bounded by MaxPerUser entries per user with tickets outstanding; users
 // with none are forgotten once their rate allowance has refilled.
 func LimitTickets(store TicketStore, l TicketLimits) TicketStore {
-	if l.Rate <= 0 && l.MaxPerUser <= 0 {
+	if store == nil || l.Rate <= 0 && l.MaxPerUser <= 0 {
 		return store
 	}
 	return &limitedTickets{TicketStore: store, lim: l, users: map[string]*ticketUser{}, byID: map[string]string{}}
