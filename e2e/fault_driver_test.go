@@ -456,6 +456,28 @@ func (r *faultRun) post(base string, body []byte, key string, n int) (faultcheck
 	}
 }
 
+// start starts the run's subscribers (faultSubscribers of them), then,
+// once every one has opened a stream, the publisher, and returns when 600
+// events have been acknowledged: the scenario's fault comes next.
+func (r *faultRun) start() {
+	r.t.Helper()
+	r.startSubscribers(faultSubscribers)
+	r.startPublisher()
+	r.waitAcked(600, 20*time.Second)
+}
+
+// bounce kills instance p with SIGKILL, leaves it down for down while the
+// run goes on, and returns it started again on its port.
+func (r *faultRun) bounce(p *proc, down time.Duration) *proc {
+	r.t.Helper()
+	r.phase("SIGKILL " + p.name)
+	p.kill()
+	time.Sleep(down)
+	p = p.restart()
+	r.phase(p.name + " restarted")
+	return p
+}
+
 // resetCount returns how many stream-resets the subscribers have received.
 func (r *faultRun) resetCount() int {
 	r.mu.Lock()

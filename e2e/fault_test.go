@@ -43,14 +43,8 @@ func TestFaultInstanceKill(t *testing.T) {
 	faultTest(t)
 	_, _, ps := twoInstances(t, nil)
 	run := newFaultRun(t, "instance-kill", urlsOf(ps), faultChannels(6))
-	run.startSubscribers(faultSubscribers)
-	run.startPublisher()
-	run.waitAcked(600, 20*time.Second)
-	run.phase("SIGKILL B")
-	ps[1].kill()
-	time.Sleep(2 * time.Second) // the publisher goes on while B is down
-	ps[1] = ps[1].restart()
-	run.phase("B restarted")
+	run.start()
+	ps[1] = run.bounce(ps[1], 2*time.Second)
 	run.waitAcked(1500, 60*time.Second)
 	run.finish(false)
 }
@@ -64,9 +58,7 @@ func TestFaultRedisRestartEmpty(t *testing.T) {
 	faultTest(t)
 	rs, _, ps := twoInstances(t, nil)
 	run := newFaultRun(t, "redis-restart-empty", urlsOf(ps), faultChannels(6))
-	run.startSubscribers(faultSubscribers)
-	run.startPublisher()
-	run.waitAcked(600, 20*time.Second)
+	run.start()
 	run.phase("SIGKILL Redis")
 	rs.stop()
 	time.Sleep(3 * time.Second) // Redis is down
@@ -80,11 +72,7 @@ func TestFaultRedisRestartEmpty(t *testing.T) {
 	run.phase("Redis back, both instances ready")
 	run.waitAcked(600, 60*time.Second)
 	resets := run.resetCount()
-	run.phase("SIGKILL A")
-	ps[0].kill()
-	time.Sleep(time.Second)
-	ps[0] = ps[0].restart()
-	run.phase("A restarted")
+	ps[0] = run.bounce(ps[0], time.Second)
 	run.waitAcked(1000, 60*time.Second)
 	run.finish(true)
 	if n := run.resetCount() - resets; n > 0 {
@@ -98,9 +86,7 @@ func TestFaultDrain(t *testing.T) {
 	faultTest(t)
 	_, _, ps := twoInstances(t, map[string]string{"SLUICE_DRAIN_SPREAD": "2s", "SLUICE_DRAIN_TIMEOUT": "15s"})
 	run := newFaultRun(t, "drain", urlsOf(ps), faultChannels(6))
-	run.startSubscribers(faultSubscribers)
-	run.startPublisher()
-	run.waitAcked(600, 20*time.Second)
+	run.start()
 	run.phase("SIGTERM B")
 	ps[1].signal(syscall.SIGTERM)
 	if code := ps[1].wait(30 * time.Second); code != 0 {
@@ -122,14 +108,8 @@ func TestFaultIdempotentRetry(t *testing.T) {
 	_, _, ps := twoInstances(t, nil)
 	run := newFaultRun(t, "idempotent-retry", urlsOf(ps), faultChannels(6))
 	run.idempotent, run.sticky = true, true
-	run.startSubscribers(faultSubscribers)
-	run.startPublisher()
-	run.waitAcked(600, 20*time.Second)
-	run.phase("SIGKILL A, the publisher's instance")
-	ps[0].kill()
-	time.Sleep(time.Second)
-	ps[0] = ps[0].restart()
-	run.phase("A restarted")
+	run.start()
+	ps[0] = run.bounce(ps[0], time.Second) // the publisher's instance
 	run.waitAcked(1000, 60*time.Second)
 	run.finish(false)
 }
@@ -142,13 +122,13 @@ func TestFaultCluster(t *testing.T) {
 	c := redistest.StartCluster(t, 3)
 	d := privateDeployment(t, c.URL(), nil)
 	ps := []*proc{d.start("A"), d.start("B")}
-	// Two channels in the slots of each master (redis-cli --cluster create
-	// splits the slots evenly), so that each batch of three spans masters.
+	// Two channels in the slots of each master, so that each batch of
+	// three spans masters.
 	var chans []string
 	perNode := make([]int, 3)
 	for len(chans) < 6 {
 		ch := newChannel("fault")
-		if n := keySlot(ch) * 3 / 16384; perNode[n] < 2 {
+		if n := master(keySlot(ch)); perNode[n] < 2 {
 			perNode[n]++
 			chans = append(chans, ch)
 		}
@@ -156,14 +136,8 @@ func TestFaultCluster(t *testing.T) {
 	slices.SortFunc(chans, func(a, b string) int { return keySlot(a) - keySlot(b) })
 	chans = []string{chans[0], chans[2], chans[4], chans[1], chans[3], chans[5]}
 	run := newFaultRun(t, "cluster", urlsOf(ps), chans)
-	run.startSubscribers(faultSubscribers)
-	run.startPublisher()
-	run.waitAcked(600, 20*time.Second)
-	run.phase("SIGKILL B")
-	ps[1].kill()
-	time.Sleep(2 * time.Second) // the publisher goes on while B is down
-	ps[1] = ps[1].restart()
-	run.phase("B restarted")
+	run.start()
+	ps[1] = run.bounce(ps[1], 2*time.Second)
 	run.waitAcked(1500, 60*time.Second)
 	run.finish(false)
 
@@ -177,6 +151,18 @@ func TestFaultCluster(t *testing.T) {
 			t.Errorf("master %s holds %d channel histories, want 2: %q", n.Addr(), len(keys), keys)
 		}
 	}
+}
+
+// master is which of the three masters of redis-cli --cluster create
+// holds slot.
+func master(slot int) int {
+	switch {
+	case slot <= 5460:
+		return 0
+	case slot <= 10922:
+		return 1
+	}
+	return 2
 }
 
 // keySlot is the Redis Cluster slot of the keys of channel ch, whose hash
