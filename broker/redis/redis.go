@@ -155,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	opt, err := valkey.ParseURL(u)
 	if err != nil {
-		return nil, fmt.Errorf("redis broker: bad URL %s: %w", redactURL(cfg.URL), err)
+		return nil, badURL(cfg.URL, err)
 	}
 	opt.DisableCache = true // no client-side caching: nothing here is cacheable
 	// The broker survives losses of Redis itself (the Pub/Sub loop reconnects
@@ -208,22 +208,33 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 func clusterURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("redis broker: bad URL %s: %w", redactURL(raw), err)
+		return "", badURL(raw, err)
 	}
 	if !strings.Contains(u.Host, ",") {
 		return raw, nil
 	}
 	hosts := strings.Split(u.Host, ",")
+	if slices.Contains(hosts, "") || u.Scheme == "" {
+		return "", fmt.Errorf("redis broker: URL %s: empty node in the comma list of hosts", redactURL(raw))
+	}
 	q := u.Query()
 	for _, h := range hosts[1:] {
-		if h == "" {
-			return "", fmt.Errorf("redis broker: URL %s: empty node in the comma list of hosts", redactURL(raw))
-		}
 		q.Add("addr", h)
 	}
 	u.Host = hosts[0]
 	u.RawQuery = q.Encode()
 	return u.String(), nil
+}
+
+// badURL is the error for a URL that does not parse. It never quotes the
+// URL nor the parser's message, which may quote parts of it (a password
+// taken for a port).
+func badURL(raw string, err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return fmt.Errorf("redis broker: bad URL %s: %w", redactURL(raw), err)
+	}
+	return fmt.Errorf("redis broker: SLUICE_REDIS_URL is not a valid URL (%s); it must look like redis://[:password@]host:port/<db>", ue.Op)
 }
 
 // redactURL is raw without its password, for messages.
