@@ -370,9 +370,11 @@ func TestTicketOutstandingCap(t *testing.T) {
 }
 
 // TestErrorsBeforeHandlers pins what net/http answers itself, before any
-// handler, in text/plain (docs/security.md): each is an error status, the
-// connection is closed, and nothing of the request is echoed. A Go release
-// that changes this fails here, so that the documentation follows.
+// handler, on a listener that is not a ProblemListener (docs/security.md):
+// each is an error status, the connection is closed, and nothing of the
+// request is echoed. A Go release that changes this fails here (and
+// TestProblemListener, which relies on the form), so that the
+// documentation follows.
 func TestErrorsBeforeHandlers(t *testing.T) {
 	e := newEnv(t, nil)
 	u, _ := url.Parse(e.srv.URL)
@@ -448,4 +450,103 @@ func TestLargeUnreadBodyAnswered(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProblemListener serves the gateway through sluice.ProblemListener, as
+// the sluice command does: what net/http refuses before any handler is a
+// problem with the same status; everything else is untouched, and streams
+// are still parked (no goroutine each).
+func TestProblemListener(t *testing.T) {
+	cfg := sluice.DefaultConfig()
+	cfg.JWTSecret = testSecret
+	cfg.PublishKeys = []string{testPublishKey}
+	cfg.LogLevel = "error"
+	gw, err := sluice.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Close() })
+	srv := sluice.NewHTTPServer(gw.Handler())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(sluice.ProblemListener(ln)) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	addr := ln.Addr().String()
+
+	cases := []struct {
+		name, req string
+		status    int
+		code      string
+	}{
+		{"NUL in a header", "GET /events?ticket=SECRET HTTP/1.1\r\nHost: x\r\nX-A: a\x00SECRET\r\n\r\n", 400, "bad_request"},
+		{"unknown transfer encoding", "POST /publish?ticket=SECRET HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: SECRET\r\n\r\n", 501, "not_implemented"},
+		{"HTTP version", "GET /healthz?ticket=SECRET HTTP/3.0\r\nHost: x\r\n\r\n", 505, "http_version_not_supported"},
+		{"no Host", "GET /healthz?ticket=SECRET HTTP/1.1\r\n\r\n", 400, "bad_request"},
+		{"conflicting lengths", "POST /publish?ticket=SECRET HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, "bad_request"},
+		{"head past the hard ceiling", "GET /healthz?ticket=SECRET HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", 431, "headers_too_large"},
+		{"a handler's own problem", "GET /nowhere?ticket=SECRET HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "not_found"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := holdRaw(addr, tc.req, 5*time.Second)
+			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(a.head)), nil)
+			if err != nil {
+				t.Fatalf("answer %q: %v", a.head, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if !a.closed || resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/problem+json" ||
+				!strings.Contains(string(body), `"code":"`+tc.code+`"`) {
+				t.Fatalf("closed %v, answer %q; want a %d %s problem", a.closed, a.head, tc.status, tc.code)
+			}
+			if strings.Contains(a.head, "SECRET") {
+				t.Fatalf("the answer echoes the request: %q", a.head)
+			}
+		})
+	}
+
+	// Streams park as they do on a plain listener: 50 streams through each
+	// cost the same goroutines (none each where streams are parked).
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := sluice.NewHTTPServer(gw.Handler())
+	go func() { _ = srv2.Serve(plain) }()
+	t.Cleanup(func() { _ = srv2.Close() })
+	streams := func(addr, user string) int {
+		req := "GET /events?channel=" + url.QueryEscape(chanName("doc", tenantA, "pl")) + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+			token(t, user, tenantA, time.Hour, nil) + "\r\n\r\n"
+		open := gw.Open()
+		before := runtime.NumGoroutine()
+		for range 50 {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			_, _ = io.WriteString(c, req)
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			br := bufio.NewReader(c)
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatalf("stream: %v", err)
+				}
+				if strings.HasPrefix(line, "event: stream-open") {
+					break
+				}
+			}
+		}
+		eventually(t, 5*time.Second, "50 streams open", func() bool { return gw.Open() == open+50 })
+		time.Sleep(100 * time.Millisecond) // let parking settle
+		return runtime.NumGoroutine() - before
+	}
+	onPlain := streams(plain.Addr().String(), "plain")
+	onProblem := streams(addr, "problem")
+	if onProblem > onPlain+10 {
+		t.Fatalf("50 streams cost %d goroutines through ProblemListener, %d on a plain listener", onProblem, onPlain)
+	}
+	t.Logf("50 streams: +%d goroutines on a plain listener, +%d through ProblemListener", onPlain, onProblem)
 }

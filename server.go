@@ -15,11 +15,10 @@ import (
 // limits.Conns), there is no write timeout (each stream bounds its own
 // writes), and request heads are limited in size.
 //
-// What net/http refuses before any handler runs is answered by net/http in
-// text/plain, not problem+json (docs/security.md lists it): a malformed
-// request line or header (a NUL in a value, say), a missing or malformed
-// Host, a head past the hard ceiling (431), an unknown Transfer-Encoding
-// (501), an unsupported HTTP version (505).
+// What net/http refuses before any handler runs (a malformed request line
+// or header, a head past the hard ceiling, an unknown Transfer-Encoding, an
+// unsupported HTTP version) it answers itself in text/plain; serve through
+// ProblemListener to have those answers problem+json too.
 //
 // Request bodies get the gateway's guard: a deadline (SLUICE_BODY_TIMEOUT),
 // and a connection closed rather than drained when a handler answers

@@ -57,7 +57,7 @@ func run() error {
 	}
 	srv := sluice.NewHTTPServer(gw.Handler())
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(sluice.ProblemListener(ln)) }() // net/http's own errors are problems too
 	log.Info("listening", "addr", ln.Addr().String(), "broker", cfg.Broker)
 	if d, ok := gw.Dev(); ok {
 		sluice.PrintDev(os.Stdout, sluice.BaseURL(ln.Addr().String()), d)
