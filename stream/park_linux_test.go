@@ -1,9 +1,12 @@
 package stream
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
 )
 
 func TestParkedKeepAliveEventsAndDrain(t *testing.T) {
@@ -110,5 +114,224 @@ func TestCloseEndsParkedStreams(t *testing.T) {
 	late.until(t, 5*time.Second, func(l string) bool { return l == "data: 0" })
 	if n := e.s.parkedCount(); n != 0 {
 		t.Fatalf("%d streams parked after Close", n)
+	}
+}
+
+// onlyParked returns the one parked stream of e.
+func onlyParked(t *testing.T, e *benchEnv) *parked {
+	t.Helper()
+	var p *parked
+	eventually(t, 5*time.Second, "one stream parked", func() bool { return e.s.parkedCount() == 1 })
+	pl := e.s.pl.Load()
+	for i := range pl.table {
+		sh := &pl.table[i]
+		sh.mu.Lock()
+		for _, q := range sh.m {
+			p = q
+		}
+		sh.mu.Unlock()
+	}
+	return p
+}
+
+func (p *parked) isClosed() bool {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	return p.closed
+}
+
+func (p *parked) isBlocked() bool {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	return p.blocked
+}
+
+// fillUntilBlocked publishes 32 KiB events to ch until p's socket is full
+// (a short write left bytes over) and returns how many it published.
+func fillUntilBlocked(t *testing.T, e *benchEnv, ch channel.Name, p *parked) int {
+	t.Helper()
+	big := []byte(`"` + strings.Repeat("b", 32<<10) + `"`)
+	for n := 1; ; n++ {
+		if n > 1000 || p.isClosed() {
+			t.Fatalf("the socket never filled (%d events)", n)
+		}
+		burst(t, e, ch, 1, big)
+		deadline := time.Now().Add(200 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if p.isBlocked() {
+				return n
+			}
+			p.c.mu.Lock()
+			idle := len(p.c.q) == 0 && !p.queued
+			p.c.mu.Unlock()
+			if idle {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// readEvents reads the stream's response on nc and sends each event's
+// type (and the condition of a stream-error) on the returned channel,
+// closed at the end of the body.
+func readEvents(t *testing.T, nc net.Conn) <-chan string {
+	t.Helper()
+	_ = nc.(*net.TCPConn).SetReadBuffer(4 << 20) // from a small one: read at full speed
+	out := make(chan string, 1<<16)
+	go func() {
+		defer close(out)
+		resp, err := http.ReadResponse(bufio.NewReaderSize(nc, 64<<10), nil)
+		if err != nil {
+			return
+		}
+		r := bufio.NewReaderSize(resp.Body, 64<<10)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch {
+			case strings.HasPrefix(l, "event: "):
+				out <- strings.TrimSpace(strings.TrimPrefix(l, "event: "))
+			case strings.HasPrefix(l, `data: {"condition"`):
+				out <- l
+			}
+		}
+	}()
+	return out
+}
+
+// TestParkedShortWriteDrains: a client that stops reading fills its
+// socket (short write, EPOLLOUT asked for); when it reads again, the
+// stream catches up with every event, in order, and goes on.
+func TestParkedShortWriteDrains(t *testing.T) {
+	e := newBenchEnv(t, func(c *Config) { c.WriteTimeout, c.MaxPendingBytes = 20*time.Second, 1<<30 })
+	ch := channel.MustMake("test", benchTenant, "short")
+	nc := dialStream(t, e, ch, 0)
+	p := onlyParked(t, e)
+	n := fillUntilBlocked(t, e, ch, p)
+	evs := readEvents(t, nc)
+	got := 0
+	timeout := time.After(20 * time.Second)
+	for got < n {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				t.Fatalf("stream ended after %d of %d events", got, n)
+			}
+			if ev == "test.tick" {
+				got++
+			} else if ev != event.TypeOpen {
+				t.Fatalf("got %q", ev)
+			}
+		case <-timeout:
+			t.Fatalf("%d of %d events", got, n)
+		}
+	}
+	eventually(t, 5*time.Second, "unblocked", func() bool { return !p.isBlocked() })
+	burst(t, e, ch, 1, []byte("1"))
+	if ev := <-evs; ev != "test.tick" {
+		t.Fatalf("after catching up: %q", ev)
+	}
+}
+
+// TestParkedClientInput: what a client sends after its request is read and
+// dropped; the stream goes on. A client that sends without end is gone.
+func TestParkedClientInput(t *testing.T) {
+	m := &closeReasons{}
+	e := newBenchEnv(t, func(c *Config) { c.Metrics = m })
+	ch := channel.MustMake("test", benchTenant, "input")
+	nc := dialStream(t, e, ch, 0)
+	evs := readEvents(t, nc)
+	if ev := <-evs; ev != event.TypeOpen {
+		t.Fatalf("got %q", ev)
+	}
+	onlyParked(t, e)
+	if _, err := nc.Write([]byte("hello\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let the poller see the input
+	burst(t, e, ch, 1, []byte("1"))
+	if ev := <-evs; ev != "test.tick" {
+		t.Fatalf("after input: %q", ev)
+	}
+	junk := make([]byte, 256<<10)
+	_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = nc.Write(junk)
+	eventually(t, 5*time.Second, "the flooding client is dropped", func() bool { return e.s.Open() == 0 })
+	if m.count("client-gone") != 1 {
+		t.Fatalf("closed as %v", m.m)
+	}
+}
+
+// TestParkedExpiryWhileFull: a credential that expires while the client's
+// socket is full ends the stream within a second after the expiry, though
+// the final event cannot be written.
+func TestParkedExpiryWhileFull(t *testing.T) {
+	a := &expiringAuth{}
+	m := &closeReasons{}
+	e := newBenchEnv(t, func(c *Config) { c.Auth, c.Metrics, c.WriteTimeout, c.MaxPendingBytes = a, m, time.Minute, 1<<30 })
+	exp := time.Now().Add(4 * time.Second)
+	a.exp.Store(exp.UnixNano())
+	ch := channel.MustMake("test", benchTenant, "expfull")
+	dialStream(t, e, ch, 0)
+	p := onlyParked(t, e)
+	fillUntilBlocked(t, e, ch, p)
+	if time.Now().After(exp) {
+		t.Skip("the socket took too long to fill")
+	}
+	eventually(t, time.Until(exp)+1500*time.Millisecond, "the stream ends", func() bool { return e.s.Open() == 0 })
+	if now := time.Now(); now.Before(exp) {
+		t.Fatalf("ended at %v, before the expiry %v", now, exp)
+	}
+	if m.count(CondTokenExpired) != 1 {
+		t.Fatalf("closed as %v", m.m)
+	}
+}
+
+// TestParkedStallCatchesUp: a socket full for less than WriteTimeout is
+// not cut; once the client reads, the stream goes on.
+func TestParkedStallCatchesUp(t *testing.T) {
+	m := &closeReasons{}
+	e := newBenchEnv(t, func(c *Config) { c.Metrics, c.WriteTimeout, c.MaxPendingBytes = m, 2*time.Second, 1<<30 })
+	ch := channel.MustMake("test", benchTenant, "stall")
+	nc := dialStream(t, e, ch, 0)
+	p := onlyParked(t, e)
+	n := fillUntilBlocked(t, e, ch, p)
+	time.Sleep(time.Second) // half the write timeout
+	evs := readEvents(t, nc)
+	for got := 0; got < n; {
+		ev, ok := <-evs
+		if !ok {
+			t.Fatalf("stream ended after %d of %d events: %v", got, n, m.m)
+		}
+		if ev == "test.tick" {
+			got++
+		}
+	}
+	time.Sleep(2 * time.Second) // past the write timeout from the stall
+	burst(t, e, ch, 1, []byte("1"))
+	if ev := <-evs; ev != "test.tick" {
+		t.Fatalf("after catching up: %q", ev)
+	}
+	if e.s.Open() != 1 {
+		t.Fatalf("closed as %v", m.m)
+	}
+}
+
+// TestParkedClientGoneMidWrite: a client that goes away while its socket
+// is full is noticed at once, not after WriteTimeout.
+func TestParkedClientGoneMidWrite(t *testing.T) {
+	m := &closeReasons{}
+	e := newBenchEnv(t, func(c *Config) { c.Metrics, c.WriteTimeout, c.MaxPendingBytes = m, time.Minute, 1<<30 })
+	ch := channel.MustMake("test", benchTenant, "gonefull")
+	nc := dialStream(t, e, ch, 0)
+	p := onlyParked(t, e)
+	fillUntilBlocked(t, e, ch, p)
+	nc.Close()
+	eventually(t, 3*time.Second, "the stream closes", func() bool { return e.s.Open() == 0 })
+	if m.count("client-gone") != 1 {
+		t.Fatalf("closed as %v", m.m)
 	}
 }

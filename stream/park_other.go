@@ -26,8 +26,11 @@ type parked struct {
 func (*parked) scheduleLocked() {}
 
 // park never parks here: every stream keeps its goroutine.
-func (s *Server) park(*http.ResponseController, *http.Request, *conn, *writer, time.Time) parkResult {
+func (s *Server) park(http.ResponseWriter, *http.ResponseController, *http.Request, *conn, *writer, time.Time) parkResult {
 	return notParked
 }
 
 func (s *Server) stopPoller() {}
+
+// parkedCount returns the number of parked streams: none here.
+func (s *Server) parkedCount() int { return 0 }

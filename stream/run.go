@@ -1,31 +1,10 @@
 package stream
 
 import (
-	"encoding/json"
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/sluicehq/sluice/channel"
-	"github.com/sluicehq/sluice/event"
 )
-
-// writer is the state of one stream's writing side: where it is in every
-// channel, the cursor segments naming that, and a reused output buffer.
-// A parked stream keeps its writer without out and buf: the poller's writer
-// goroutine servicing it lends buf for the time of one write.
-type writer struct {
-	s     *Server
-	c     *conn
-	out   output
-	chans []channel.Name
-	pos   []event.Position
-	segs  []string // current cursor segment per channel (multi-channel streams)
-	buf   []byte
-	bytes int // written in all
-	evs   int // events written in all
-	unrep int // events appended since the last flush reported them
-}
 
 // output is where a stream served by a goroutine writes: the response, or a
 // hijacked connection that could not be parked.
@@ -83,7 +62,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, c *conn, st start) 
 		return false
 	}
 	done := r.Context().Done()
-	switch s.park(rc, r, c, wr, opened) {
+	switch s.park(w, rc, r, c, wr, opened) {
 	case parkedOK:
 		return true
 	case hijackedOnly: // the connection is ours but cannot be parked
@@ -151,8 +130,10 @@ func (s *Server) closed(c *conn, wr *writer, opened time.Time, reason string) {
 		"duration", d.Round(time.Millisecond), "bytes", wr.bytes, "events", wr.evs, "reason", reason)
 }
 
-// loop writes until the stream ends and returns why it ended. done is
-// closed when the client goes away.
+// loop is the goroutine transport: it waits for something to write (events,
+// an end, a keep-alive due, the credential's expiry), has the writer
+// compose it (next) and writes it, until the stream ends, and returns why
+// it ended. done is closed when the client goes away.
 func (s *Server) loop(done <-chan struct{}, c *conn, wr *writer) string {
 	ka := time.NewTimer(s.cfg.KeepAlive)
 	defer ka.Stop()
@@ -163,174 +144,33 @@ func (s *Server) loop(done <-chan struct{}, c *conn, wr *writer) string {
 		expired = t.C
 	}
 	for {
+		kaDue := false
 		select {
 		case <-done:
 			return "client-gone"
 		case <-c.notify:
-			if !c.ended.Load() {
-				wr.appendQueued(c)
-				break
-			}
-			cond, retry := c.condition()
-			if cond == CondShuttingDown {
-				wr.appendQueued(c) // drain: deliver what is queued first
-				wr.buf = event.AppendRetry(wr.buf, retry)
-				wr.buf = append(wr.buf, '\n')
-			}
-			wr.buf = appendStreamError(wr.buf, cond)
-			_ = wr.flush()
-			return cond
 		case <-ka.C:
-			wr.buf = append(wr.buf, event.KeepAlive...)
+			kaDue = true
 		case <-expired:
 			c.finish(CondTokenExpired, 0)
 			continue
 		}
-		if err := wr.flush(); err != nil {
+		cond := wr.next(kaDue)
+		wrote := len(wr.buf) > 0
+		err := wr.flush()
+		if cond != "" {
+			return cond
+		}
+		if err != nil {
 			if cond, _ := c.condition(); cond != "" {
 				return cond // e.g. slow-consumer: cut while the write was stuck
 			}
 			return "write-error"
 		}
-		ka.Reset(s.cfg.KeepAlive)
-	}
-}
-
-// appendQueued appends every queued event, dropping any already delivered
-// by the replay.
-func (wr *writer) appendQueued(c *conn) {
-	q := c.take()
-	now := time.Now().UnixNano()
-	for _, ev := range q {
-		i := wr.index(ev.Channel)
-		if i < 0 {
-			continue
-		}
-		before := len(wr.buf)
-		wr.buf = wr.appendEvent(wr.buf, i, ev)
-		if len(wr.buf) != before && !ev.Lost {
-			wr.s.cfg.Metrics.Latency(time.Duration(now - ev.Published))
+		if wrote || kaDue {
+			ka.Reset(s.cfg.KeepAlive)
 		}
 	}
-	c.give(q)
-}
-
-func (wr *writer) index(ch channel.Name) int {
-	if len(wr.chans) == 1 {
-		return 0 // the broker delivers only the channels subscribed
-	}
-	for i, c := range wr.chans {
-		if c == ch {
-			return i
-		}
-	}
-	return -1
-}
-
-// appendEvent appends what ev means for channel i at the stream's position
-// there (the gap and epoch rule, SPEC §5):
-//
-//   - a Lost notice moves the stream to ev.Pos with a stream-reset, unless
-//     the stream is there already;
-//   - in the same epoch, an event at or before the position was delivered
-//     (by the replay) and is skipped, the next one is written, and one
-//     further on means events were missed: a stream-reset at the event
-//     before it, then the event;
-//   - in another epoch, the first event of a channel that had no history
-//     when the stream started ({0, 0}) is written; any other means the
-//     history the stream was in is gone: a stream-reset, then the event.
-//
-// No event is ever skipped silently: a client always learns of a loss.
-func (wr *writer) appendEvent(b []byte, i int, ev *event.Event) []byte {
-	p := wr.pos[i]
-	if ev.Lost {
-		if ev.Pos != p {
-			b = wr.appendReset(b, i, ev.Pos)
-		}
-		return b
-	}
-	switch {
-	case ev.Pos.Epoch == p.Epoch:
-		if ev.Pos.Offset <= p.Offset {
-			return b
-		}
-		if ev.Pos.Offset != p.Offset+1 {
-			b = wr.appendReset(b, i, before(ev.Pos))
-		}
-	case p == event.Position{} && ev.Pos.Offset == 1:
-	default:
-		b = wr.appendReset(b, i, before(ev.Pos))
-	}
-	wr.pos[i] = ev.Pos
-	wr.evs++
-	wr.unrep++
-	frame, seg, body := ev.Frame(wr.s.cfg.Codec)
-	if wr.segs == nil {
-		return append(b, frame...)
-	}
-	wr.segs[i] = seg
-	b = wr.appendID(b)
-	return append(b, body...)
-}
-
-// before returns the position just before p: where a stream stands once
-// it has delivered everything up to p's event but not that event.
-func before(p event.Position) event.Position {
-	if p.Offset > 0 {
-		p.Offset--
-	}
-	return p
-}
-
-// resetData is the data of a mid-stream stream-reset.
-var resetData = []byte(`{"reason":"` + ResetHistoryUnavailable + `"}`)
-
-// appendReset moves channel i to at and appends the mid-stream stream-reset
-// that tells the client so. Unlike the reset after stream-open it carries an
-// id, the stream's cursor with channel i at at, so that a client that
-// reconnects right after it resumes from there, not from before the loss.
-func (wr *writer) appendReset(b []byte, i int, at event.Position) []byte {
-	wr.pos[i] = at
-	seg := wr.s.cfg.Codec.Segment(wr.chans[i], at)
-	if wr.segs == nil {
-		b = append(append(append(b, "id: "...), seg...), '\n')
-	} else {
-		wr.segs[i] = seg
-		b = wr.appendID(b)
-	}
-	wr.s.cfg.Metrics.Reset(ResetHistoryUnavailable)
-	return event.AppendBlock(b, "", event.TypeReset, resetData)
-}
-
-// appendID appends the id line of a multi-channel stream: its cursor.
-func (wr *writer) appendID(b []byte) []byte {
-	b = append(b, "id: "...)
-	for j, sg := range wr.segs {
-		if j > 0 {
-			b = append(b, '.')
-		}
-		b = append(b, sg...)
-	}
-	return append(b, '\n')
-}
-
-func (wr *writer) appendOpen(b []byte, st start) []byte {
-	names := make([]string, len(wr.chans))
-	for i, ch := range wr.chans {
-		names[i] = ch.String()
-	}
-	data, _ := json.Marshal(struct {
-		Channels []string `json:"channels"`
-	}{names})
-	b = event.AppendRetry(b, wr.s.cfg.Retry.Milliseconds())
-	b = event.AppendBlock(b, wr.s.cfg.Codec.Encode(wr.chans, wr.pos), event.TypeOpen, data)
-	if st.reset != "" {
-		data, _ = json.Marshal(struct {
-			Reason string `json:"reason"`
-		}{st.reset})
-		b = event.AppendBlock(b, "", event.TypeReset, data)
-	}
-	return b
 }
 
 // flush writes the buffer and pushes it to the client, bounded by the write
