@@ -501,6 +501,21 @@ func (s *sseStream) expectReset() string {
 	return r.Reason
 }
 
+// expectMidReset reads the next block, which must be a stream-reset in the
+// middle of a stream: with a reason and an id naming where the stream goes
+// on (the stream's lastID becomes it).
+func (s *sseStream) expectMidReset() string {
+	s.t.Helper()
+	b := s.nextEvent(10 * time.Second)
+	var r struct {
+		Reason string `json:"reason"`
+	}
+	if b.Event != "stream-reset" || !b.HasID || b.ID == "" || json.Unmarshal([]byte(b.Data), &r) != nil || r.Reason == "" {
+		s.t.Fatalf("%s: block %v, want a mid-stream stream-reset with a reason and an id", s.name, b)
+	}
+	return r.Reason
+}
+
 // events reads n events (keep-alives skipped), failing on any stream-* block.
 func (s *sseStream) events(n int, d time.Duration) []block {
 	s.t.Helper()

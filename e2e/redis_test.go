@@ -161,7 +161,11 @@ func TestHistoryLossResets(t *testing.T) {
 		}
 		s.close()
 	}
-	// The open stream saw no gap it could have been told of: it goes on live.
+	// The open stream is told that the history it was in is gone, then
+	// gets every event of the new one.
+	if r := live.expectMidReset(); r != "history-unavailable" {
+		t.Errorf("open stream: reset reason %q", r)
+	}
 	if got := seqs(t, live.events(2, 10*time.Second)); !slices.Equal(got, []int{10, 10}) {
 		t.Errorf("open stream: %v, want [10 10]", got)
 	}
@@ -255,6 +259,11 @@ func TestRedisRestart(t *testing.T) {
 	}
 	var after []block
 	for _, s := range []*sseStream{s1, s2} {
+		// Redis lost the history the stream was in: it is told so, then
+		// gets the new history from its first event.
+		if r := s.expectMidReset(); r != "history-unavailable" {
+			t.Fatalf("%s: reset reason %q", s.name, r)
+		}
 		evs := s.events(3, 10*time.Second)
 		if got := seqs(t, evs); !slices.Equal(got, []int{3, 4, 5}) {
 			t.Fatalf("%s: %v after the restart, want [3 4 5]", s.name, got)
