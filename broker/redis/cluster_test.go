@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/sluicehq/sluice/broker"
@@ -30,5 +31,20 @@ func TestConformanceSharedCluster(t *testing.T) {
 	brokertest.RunShared(t, func(t *testing.T, o broker.Options) (broker.Broker, broker.Broker) {
 		p := "sluicetest:" + random() + ":"
 		return newBroker(t, url, p, o), newBroker(t, url, p, o)
+	})
+}
+
+// Readiness follows what works: a cluster that lost a master (its slots
+// unserved) is not ready, although the remaining nodes answer PING.
+func TestClusterReadyFollowsState(t *testing.T) {
+	testURL(t)
+	c := redistest.StartCluster(t, 3)
+	b := newBroker(t, c.URL(), "sluicetest:"+random()+":", broker.Options{})
+	if err := b.Ready(t.Context()); err != nil {
+		t.Fatalf("Ready on a healthy cluster: %v", err)
+	}
+	c.Nodes[2].Kill()
+	poll(t, "Ready to fail once a master is gone", func() bool {
+		return errors.Is(b.Ready(t.Context()), broker.ErrUnavailable)
 	})
 }

@@ -847,12 +847,23 @@ func (b *Broker) RevokedAt(ctx context.Context, tenant, user string) (time.Time,
 	return at, found, nil
 }
 
-// Ready implements broker.Broker: a PING, and the Pub/Sub connection being up.
+// Ready implements broker.Broker: a PING (on a Redis Cluster, CLUSTER INFO
+// saying cluster_state:ok, so that a cluster with slots nobody serves is not
+// ready), and the Pub/Sub connection being up: exactly when Publish accepts
+// events.
 func (b *Broker) Ready(ctx context.Context) error {
 	if b.closed.Load() {
 		return broker.ErrClosed
 	}
-	if err := b.client.Do(ctx, b.client.B().Ping().Build()).Error(); err != nil {
+	if b.client.Mode() == valkey.ClientModeCluster {
+		info, err := b.client.Do(ctx, b.client.B().ClusterInfo().Build()).ToString()
+		if err != nil {
+			return b.fail(ctx, "cluster info", err)
+		}
+		if !strings.Contains(info, "cluster_state:ok") {
+			return fmt.Errorf("redis broker: %w: the Redis Cluster reports a state other than ok", broker.ErrUnavailable)
+		}
+	} else if err := b.client.Do(ctx, b.client.B().Ping().Build()).Error(); err != nil {
 		return b.fail(ctx, "ping", err)
 	}
 	if b.conn.Load() == nil {
