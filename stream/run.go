@@ -44,11 +44,6 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, c *conn, st start) 
 	}
 	w.WriteHeader(http.StatusOK)
 	wr.buf = wr.appendOpen(wr.buf[:0], st)
-	for i, evs := range st.replay {
-		for _, ev := range evs {
-			wr.buf = wr.appendEvent(wr.buf, i, ev)
-		}
-	}
 	s.cfg.Metrics.StreamOpened()
 	if st.reset != "" {
 		s.cfg.Metrics.Reset(st.reset)
@@ -57,7 +52,11 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, c *conn, st start) 
 	}
 	s.cfg.Logger.Info("stream open", "principal", c.p, "channels", len(c.chans), "resumed", st.replay != nil, "reset", st.reset)
 
-	if err := wr.flush(); err != nil {
+	err := wr.replay(r.Context(), st.replay)
+	if err == nil {
+		err = wr.flush()
+	}
+	if err != nil {
 		s.closed(c, wr, opened, "write-error")
 		return false
 	}

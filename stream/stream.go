@@ -363,8 +363,9 @@ func (s *Server) detachAsync(c *conn, async bool) {
 	}
 }
 
-// start is where a stream begins: the position per channel, what to replay
-// and, when the cursor could not be honoured, why.
+// start is where a stream begins: the position per channel, the first
+// chunk of what to replay (the writer fetches the rest as the client takes
+// it) and, when the cursor could not be honoured, why.
 type start struct {
 	pos    []event.Position
 	replay [][]*event.Event
@@ -398,7 +399,7 @@ func (s *Server) resume(ctx context.Context, r *http.Request, chans []channel.Na
 		if !named[i] {
 			continue
 		}
-		evs, ok, err := s.cfg.Broker.Since(ctx, ch, cpos[i], s.cfg.ReplayLimit)
+		evs, ok, err := s.cfg.Broker.Since(ctx, ch, cpos[i], s.replayChunk(len(chans)))
 		if err != nil {
 			return start{}, err
 		}

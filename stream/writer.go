@@ -10,6 +10,7 @@ package stream
 // They differ in when they ask for the next bytes, never in what they are.
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
@@ -59,6 +60,81 @@ func (wr *writer) next(ka bool) (cond string) {
 	return cond
 }
 
+// Replay is fetched and written in chunks, so that a resume from an old
+// cursor costs memory for a chunk, not for the history it replays.
+const (
+	replayBatch = 128      // events fetched per Since, shared by the channels
+	replayFlush = 32 << 10 // bytes appended before a write during the replay
+)
+
+// replayChunk is how many events of one channel a Since of the replay
+// fetches, for a stream on n channels.
+func (s *Server) replayChunk(n int) int {
+	return min(max(replayBatch/n, 8), s.cfg.ReplayLimit)
+}
+
+// replay writes, after the opening block in wr.buf, what the stream
+// replays: per channel, first[i] (the first chunk, fetched by resume),
+// then further chunks from the broker, each from the last position written,
+// until one comes back short (caught up with the head) or ReplayLimit
+// events were replayed. It writes whenever replayFlush bytes are appended,
+// so the buffer stays small whatever the history; the writes wait for the
+// client (WriteTimeout). A channel whose history cannot be fetched any more
+// is left where it is: its next live event shows the gap (a stream-reset).
+// Replayed events are encoded here, not through the event's shared frame,
+// which would keep a second copy of every replayed history event.
+func (wr *writer) replay(ctx context.Context, first [][]*event.Event) error {
+	s := wr.s
+	limit := s.replayChunk(len(wr.chans))
+	for i, evs := range first {
+		if evs == nil {
+			continue
+		}
+		first[i] = nil
+		done := 0
+		for {
+			for _, ev := range evs {
+				wr.buf = wr.appendReplayed(wr.buf, i, ev)
+				if len(wr.buf) >= replayFlush {
+					if err := wr.flush(); err != nil {
+						return err
+					}
+				}
+			}
+			done += len(evs)
+			if len(evs) < limit || done >= s.cfg.ReplayLimit {
+				break
+			}
+			var ok bool
+			var err error
+			evs, ok, err = s.cfg.Broker.Since(ctx, wr.chans[i], wr.pos[i], min(limit, s.cfg.ReplayLimit-done))
+			if err != nil || !ok {
+				if err != nil && ctx.Err() == nil {
+					s.cfg.Logger.Warn("replay cut short", "principal", wr.c.p, "err", err)
+				}
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// appendReplayed is appendEvent for a replayed event, encoded into b
+// directly rather than through the event's cached frame.
+func (wr *writer) appendReplayed(b []byte, i int, ev *event.Event) []byte {
+	b, write := wr.advance(b, i, ev)
+	if !write {
+		return b
+	}
+	seg := wr.s.cfg.Codec.Segment(wr.chans[i], ev.Pos)
+	if wr.segs == nil {
+		return event.AppendBlock(b, seg, ev.Type, ev.Data)
+	}
+	wr.segs[i] = seg
+	b = wr.appendID(b)
+	return event.AppendBlock(b, "", ev.Type, ev.Data)
+}
+
 // appendQueued appends every queued event, dropping any already delivered
 // by the replay.
 func (wr *writer) appendQueued(c *conn) {
@@ -90,8 +166,10 @@ func (wr *writer) index(ch channel.Name) int {
 	return -1
 }
 
-// appendEvent appends what ev means for channel i at the stream's position
-// there (the gap and epoch rule, SPEC §5):
+// advance applies the gap and epoch rule (SPEC §5) to ev, the next event
+// or notice of channel i, at the stream's position there: it appends the
+// stream-reset the rule calls for, if any, moves the position, and reports
+// whether ev itself is to be written:
 //
 //   - a Lost notice moves the stream to ev.Pos with a stream-reset, unless
 //     the stream is there already;
@@ -104,18 +182,18 @@ func (wr *writer) index(ch channel.Name) int {
 //     history the stream was in is gone: a stream-reset, then the event.
 //
 // No event is ever skipped silently: a client always learns of a loss.
-func (wr *writer) appendEvent(b []byte, i int, ev *event.Event) []byte {
+func (wr *writer) advance(b []byte, i int, ev *event.Event) (_ []byte, write bool) {
 	p := wr.pos[i]
 	if ev.Lost {
 		if ev.Pos != p {
 			b = wr.appendReset(b, i, ev.Pos)
 		}
-		return b
+		return b, false
 	}
 	switch {
 	case ev.Pos.Epoch == p.Epoch:
 		if ev.Pos.Offset <= p.Offset {
-			return b
+			return b, false
 		}
 		if ev.Pos.Offset != p.Offset+1 {
 			b = wr.appendReset(b, i, before(ev.Pos))
@@ -127,6 +205,16 @@ func (wr *writer) appendEvent(b []byte, i int, ev *event.Event) []byte {
 	wr.pos[i] = ev.Pos
 	wr.evs++
 	wr.unrep++
+	return b, true
+}
+
+// appendEvent appends what ev, a live event or notice of channel i, means
+// for the stream (advance), the event through its shared frame.
+func (wr *writer) appendEvent(b []byte, i int, ev *event.Event) []byte {
+	b, write := wr.advance(b, i, ev)
+	if !write {
+		return b
+	}
 	frame, seg, body := ev.Frame(wr.s.cfg.Codec)
 	if wr.segs == nil {
 		return append(b, frame...)
