@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 
 	"github.com/sluicehq/sluice/problem"
 )
@@ -14,9 +15,17 @@ import (
 // with no answer. http.ErrAbortHandler, net/http's own way to abort a
 // response, passes through. When the response has begun (a stream), the
 // connection is aborted: nothing well formed can follow.
+//
+// GET requests are not wrapped, so that a stream keeps net/http's own
+// response writer, which parking requires; a stream that has begun is
+// recognised by its Content-Type, set before its first byte.
 func recoverPanics(next http.Handler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rw := &startedWriter{ResponseWriter: w}
+		rw, sw := w, (*startedWriter)(nil)
+		if r.Method != http.MethodGet {
+			sw = &startedWriter{ResponseWriter: w}
+			rw = sw
+		}
 		defer func() {
 			v := recover()
 			if v == nil {
@@ -26,7 +35,7 @@ func recoverPanics(next http.Handler, log *slog.Logger) http.Handler {
 				panic(v)
 			}
 			log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
-			if rw.started {
+			if sw != nil && sw.started || strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 				panic(http.ErrAbortHandler)
 			}
 			problem.Write(w, problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error; the request was not completed, retry it"))
@@ -51,6 +60,5 @@ func (w *startedWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// Unwrap lets http.ResponseController reach the underlying writer
-// (flushing, deadlines, hijacking for parked streams).
+// Unwrap lets http.ResponseController reach the underlying writer.
 func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -40,6 +40,7 @@ type PartialError struct {
 	Err       error // why the others were not
 }
 
+// Error says how many events of the batch were published, and why not all.
 func (e *PartialError) Error() string {
 	n := 0
 	for _, a := range e.Applied {
