@@ -422,51 +422,6 @@ func (s *Server) revoked(rv broker.Revocation) {
 	})
 }
 
-// recheckLoop re-runs the tenant gate and the revocation check on every open
-// stream each RecheckInterval (SPEC §6 access-revoked). A stream whose
-// principal is refused ends; a fault of a membership source leaves streams
-// open (they were authorized, and one outage should not disconnect every
-// client) and is logged.
-func (s *Server) recheckLoop() {
-	defer close(s.stopped)
-	t := time.NewTicker(s.cfg.RecheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			s.recheck()
-		}
-	}
-}
-
-func (s *Server) recheck() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RecheckInterval)
-	defer cancel()
-	for _, c := range s.reg.snapshot() {
-		if c.ended.Load() {
-			continue
-		}
-		err := s.cfg.Auth.StillValid(ctx, c.p)
-		if err == nil {
-			err = s.cfg.Gate.Check(ctx, c.p, c.chans)
-		}
-		if err == nil {
-			continue
-		}
-		if p, ok := problem.As(err); ok {
-			if p.Code == problem.CodeTokenExpired {
-				c.finish(CondTokenExpired, 0)
-			} else {
-				c.finish(CondAccessRevoked, 0)
-			}
-			continue
-		}
-		s.cfg.Logger.Warn("membership recheck failed; stream left open", "principal", c.p, "err", err)
-	}
-}
-
 // Drain ends every open stream with shutting-down, each with a retry hint
 // drawn between Retry and DrainSpread, and answers new requests the same way
 // (SPEC §6). It returns once every stream has been told, or when ctx ends.

@@ -1,0 +1,124 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/problem"
+)
+
+// faultyChecks counts checks and answers each with err, or a refusal for
+// the refused user.
+type faultyChecks struct {
+	valid, gate atomic.Int64
+	inFlight    atomic.Int64
+	peak        atomic.Int64
+	err         error
+	refused     string
+}
+
+func (f *faultyChecks) Authenticate(*http.Request, auth.Options) (auth.Principal, error) {
+	return auth.Principal{}, errors.New("unused")
+}
+
+func (f *faultyChecks) StillValid(context.Context, auth.Principal) error {
+	f.valid.Add(1)
+	return nil
+}
+
+func (f *faultyChecks) Check(_ context.Context, p auth.Principal, _ []channel.Name) error {
+	f.gate.Add(1)
+	n := f.inFlight.Add(1)
+	defer f.inFlight.Add(-1)
+	for {
+		old := f.peak.Load()
+		if n <= old || f.peak.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	time.Sleep(time.Millisecond)
+	if p.User == f.refused {
+		return problem.New(http.StatusForbidden, problem.CodeForbidden, "not a member")
+	}
+	return f.err
+}
+
+// warnings counts warning records.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, r.Message)
+	return nil
+}
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+
+// TestRecheckGroupedDuringOutage: 300 streams of 30 users, 10 each on the
+// same channels, while the membership source fails: one gate check per
+// user and channel set, at most recheckWorkers at once, streams left open
+// and one warning. A refused user's streams all end.
+func TestRecheckGroupedDuringOutage(t *testing.T) {
+	f := &faultyChecks{err: errors.New("membership: connection refused"), refused: "u7"}
+	w := &warnings{}
+	s, err := New(Config{Broker: newBenchEnv(t).b, Auth: f, Gate: f, Codec: event.NewCodec([]byte("k")),
+		Logger: slog.New(w), RecheckInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	chans := []channel.Name{channel.MustMake("test", benchTenant, "a"), channel.MustMake("test", benchTenant, "b")}
+	var conns []*conn
+	for u := range 30 {
+		p := auth.Principal{Tenant: benchTenant, User: "u" + string(rune('0'+u%10)) + string(rune('a'+u/10)), Kind: auth.KindJWT}
+		if u == 7 {
+			p.User = "u7"
+		}
+		for range 10 {
+			c := newConn(p, chans, 16, 1<<20)
+			s.reg.add(c)
+			conns = append(conns, c)
+		}
+	}
+	s.recheck()
+	if n := f.gate.Load(); n != 30 {
+		t.Errorf("%d gate checks for 30 principals", n)
+	}
+	if n := f.valid.Load(); n != 30 {
+		t.Errorf("%d revocation checks for 30 principals", n)
+	}
+	if p := f.peak.Load(); p > recheckWorkers {
+		t.Errorf("%d checks at once", p)
+	}
+	ended := 0
+	for _, c := range conns {
+		if c.ended.Load() {
+			ended++
+			if cond, _ := c.condition(); cond != CondAccessRevoked || c.p.User != "u7" {
+				t.Errorf("%s ended with %s", c.p.User, cond)
+			}
+		}
+	}
+	if ended != 10 {
+		t.Errorf("%d streams ended, want the refused user's 10", ended)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.msgs) != 1 {
+		t.Fatalf("warnings %q, want one", w.msgs)
+	}
+}
