@@ -80,6 +80,8 @@ type Recorder struct {
 	resets    labelled[prometheus.Counter]
 	latency   prometheus.Observer
 	broker    labelled[prometheus.Observer]
+	obRelayed prometheus.Counter
+	obDead    labelled[prometheus.Counter]
 }
 
 var _ metrics.Recorder = (*Recorder)(nil)
@@ -149,6 +151,9 @@ func New(reg prometheus.Registerer, openStreams func() int) *Recorder {
 		Help: "Round trip of one broker operation, by operation.", Buckets: LatencyBuckets,
 	}, []string{"op"})
 
+	obRelayed := counter("outbox_relayed_total", "Outbox rows published by the relay (SLUICE_OUTBOX).")
+	obDead := counterVec("outbox_dead_letters_total", "Outbox rows refused and moved to the dead-letter table, by problem code.", "code")
+
 	r := &Recorder{
 		opened:    opened,
 		closed:    resolve(CloseReasons, func(v string) prometheus.Counter { return closed.WithLabelValues(v) }),
@@ -163,12 +168,14 @@ func New(reg prometheus.Registerer, openStreams func() int) *Recorder {
 		resets:    resolve(ResetReasons, func(v string) prometheus.Counter { return resets.WithLabelValues(v) }),
 		latency:   latency,
 		broker:    resolve(BrokerOps, func(v string) prometheus.Observer { return broker.WithLabelValues(v) }),
+		obRelayed: obRelayed,
+		obDead:    resolve(ProblemCodes, func(v string) prometheus.Counter { return obDead.WithLabelValues(v) }),
 	}
 	if reg == nil {
 		return r
 	}
 	reg.MustRegister(open, opened, closed, duration, refused, published, pubRefused,
-		delivered, bytes, slow, resumed, resets, latency, broker)
+		delivered, bytes, slow, resumed, resets, latency, broker, obRelayed, obDead)
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -232,3 +239,13 @@ func (r *Recorder) Latency(d time.Duration) { r.latency.Observe(max(d, 0).Second
 func (r *Recorder) BrokerRoundTrip(op string, d time.Duration) {
 	r.broker.get(op).Observe(max(d, 0).Seconds())
 }
+
+// OutboxRelayed implements outbox.Recorder.
+func (r *Recorder) OutboxRelayed(n int) {
+	if n > 0 {
+		r.obRelayed.Add(float64(n))
+	}
+}
+
+// OutboxDeadLettered implements outbox.Recorder.
+func (r *Recorder) OutboxDeadLettered(code string) { r.obDead.get(code).Inc() }

@@ -1,0 +1,55 @@
+-- Sluice outbox (SPEC §7, docs/outbox.md). `sluice outbox init` runs this
+-- file with sluice_outbox replaced by SLUICE_OUTBOX_TABLE; it may be run
+-- again (every statement is idempotent). Run it as the role that will own
+-- the table: the relay's role, or a role whose grants docs/outbox.md lists.
+
+-- The outbox. An application inserts channel, event and data in the same
+-- transaction as its own changes; every other column has a default.
+CREATE TABLE IF NOT EXISTS sluice_outbox (
+    id         bigserial   PRIMARY KEY,
+    channel    text        NOT NULL,
+    event      text        NOT NULL,
+    data       jsonb       NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- Commit order: set by sluice_outbox_commit() while the inserting
+    -- transaction commits; NULL only until then. The relay publishes in
+    -- this order (ids are handed out at insert, not at commit).
+    seq        bigint
+);
+
+-- Not owned by a column: TRUNCATE … RESTART IDENTITY leaves it alone.
+CREATE SEQUENCE IF NOT EXISTS sluice_outbox_seq;
+
+CREATE INDEX IF NOT EXISTS sluice_outbox_seq_idx ON sluice_outbox (seq);
+
+-- Rows the relay refused (invalid like a refused POST /publish), with why.
+CREATE TABLE IF NOT EXISTS sluice_outbox_dead (
+    id         bigint      PRIMARY KEY,
+    channel    text        NOT NULL,
+    event      text        NOT NULL,
+    data       jsonb       NOT NULL,
+    created_at timestamptz NOT NULL,
+    failed_at  timestamptz NOT NULL DEFAULT now(),
+    reason     text        NOT NULL
+);
+
+-- Runs for each inserted row when its transaction commits (a deferred
+-- constraint trigger): under one transaction-scoped advisory lock, held
+-- until the commit is visible, it numbers the row and wakes the relay. So
+-- seq order is commit order, and whatever a reader sees of the outbox is
+-- always a prefix of it in seq order.
+CREATE OR REPLACE FUNCTION sluice_outbox_commit() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('sluice_outbox'), 1);
+    UPDATE sluice_outbox SET seq = nextval('sluice_outbox_seq') WHERE id = NEW.id;
+    PERFORM pg_notify('sluice_outbox', '');
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS sluice_outbox_commit ON sluice_outbox;
+CREATE CONSTRAINT TRIGGER sluice_outbox_commit
+    AFTER INSERT ON sluice_outbox
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION sluice_outbox_commit();

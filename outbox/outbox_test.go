@@ -1,0 +1,400 @@
+package outbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// testDB returns the URL of a schema of the test's own in the PostgreSQL of
+// SLUICE_TEST_POSTGRES_URL (skipping without it), with the outbox created
+// in it; the schema is dropped at cleanup.
+func testDB(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("SLUICE_TEST_POSTGRES_URL")
+	if base == "" {
+		t.Skip("set SLUICE_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the outbox tests")
+	}
+	schema := "outbox_test_" + randomHex(6)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("SLUICE_TEST_POSTGRES_URL: %v", err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		admin.Close(context.Background())
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	if err := Init(ctx, u.String(), DefaultTable); err != nil {
+		t.Fatal(err)
+	}
+	if err := Init(ctx, u.String(), DefaultTable); err != nil {
+		t.Fatalf("a second init: %v", err)
+	}
+	return u.String()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func connect(t *testing.T, u string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// sink records what a relay publishes, refusing like POST /publish would
+// the rows whose event is not resource.verb, and failing while fail is set.
+type sink struct {
+	mu    sync.Mutex
+	keys  map[string]bool
+	byCh  map[string][]string // channel → data, in publish order
+	total int
+	dups  int
+	fail  bool
+}
+
+func newSink() *sink { return &sink{keys: map[string]bool{}, byCh: map[string][]string{}} }
+
+func (s *sink) publish(_ context.Context, key string, r Row) error {
+	if !strings.Contains(r.Event, ".") {
+		return &Refused{Reason: "invalid_event: event type must look like resource.verb"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		return errors.New("broker unavailable")
+	}
+	if s.keys[key] {
+		s.dups++ // an idempotent broker publishes nothing again
+		return nil
+	}
+	s.keys[key] = true
+	s.byCh[r.Channel] = append(s.byCh[r.Channel], string(r.Data))
+	s.total++
+	return nil
+}
+
+func (s *sink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
+func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func startRelay(t *testing.T, u string, s *sink, poll time.Duration) context.CancelFunc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{URL: u, Poll: poll, Batch: 50, Publish: s.publish})
+	}()
+	stop := func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		select {
+		case <-ctx.Done():
+		default:
+			stop()
+		}
+	})
+	var once sync.Once
+	return func() { once.Do(stop) }
+}
+
+func insert(t *testing.T, c *pgx.Conn, commit bool, rows ...[3]string) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if _, err := tx.Exec(ctx, "INSERT INTO sluice_outbox (channel, event, data) VALUES ($1, $2, $3)", r[0], r[1], r[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if commit {
+		err = tx.Commit(ctx)
+	} else {
+		err = tx.Rollback(ctx)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func remaining(t *testing.T, c *pgx.Conn, table string) int {
+	t.Helper()
+	var n int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRelayCommittedInOrderRolledBackNever: committed rows are published
+// once each, per channel in commit order, woken by NOTIFY (a long poll);
+// rolled-back rows never; the table is emptied.
+func TestRelayCommittedInOrderRolledBackNever(t *testing.T) {
+	u := testDB(t)
+	c := connect(t, u)
+	s := newSink()
+	startRelay(t, u, s, time.Hour) // only notifications wake it
+	var want []string
+	for i := 0; i < 30; i++ {
+		commit := i%3 != 1
+		d := fmt.Sprintf(`{"n": %d}`, i)
+		insert(t, c, commit, [3]string{"a:1:x", "doc.updated", d}, [3]string{"a:1:y", "doc.updated", d})
+		if commit {
+			want = append(want, fmt.Sprintf(`{"n": %d}`, i))
+		}
+	}
+	eventually(t, 10*time.Second, "every committed row published", func() bool { return s.count() == 2*len(want) })
+	s.mu.Lock()
+	for _, ch := range []string{"a:1:x", "a:1:y"} {
+		if got := strings.Join(s.byCh[ch], ","); got != strings.Join(want, ",") {
+			t.Errorf("%s: published %s, want %s", ch, got, strings.Join(want, ","))
+		}
+	}
+	s.mu.Unlock()
+	eventually(t, 5*time.Second, "outbox emptied", func() bool { return remaining(t, c, "sluice_outbox") == 0 })
+}
+
+// TestRelayCommitOrderNotIDOrder: a transaction that inserted first but
+// commits last is published last: order is commit order, not id order.
+func TestRelayCommitOrderNotIDOrder(t *testing.T) {
+	u := testDB(t)
+	c1, c2 := connect(t, u), connect(t, u)
+	ctx := context.Background()
+	tx1, err := c1.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx1.Exec(ctx, `INSERT INTO sluice_outbox (channel, event, data) VALUES ('a:1:x', 'doc.updated', '"first insert, last commit"')`); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, c2, true, [3]string{"a:1:x", "doc.updated", `"second insert, first commit"`})
+	if err := tx1.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := newSink()
+	startRelay(t, u, s, 50*time.Millisecond)
+	eventually(t, 10*time.Second, "both published", func() bool { return s.count() == 2 })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got := strings.Join(s.byCh["a:1:x"], ","); got != `"second insert, first commit","first insert, last commit"` {
+		t.Fatalf("published %s: not commit order", got)
+	}
+}
+
+// TestRelayPoisonRowDeadLettered: a row refused like a bad POST /publish is
+// moved to <table>_dead with the reason; the rows behind it, in its channel
+// too, flow.
+func TestRelayPoisonRowDeadLettered(t *testing.T) {
+	u := testDB(t)
+	c := connect(t, u)
+	s := newSink()
+	startRelay(t, u, s, 50*time.Millisecond)
+	insert(t, c, true,
+		[3]string{"a:1:x", "doc.updated", "1"},
+		[3]string{"a:1:x", "NotAnEvent", "2"},
+		[3]string{"a:1:x", "doc.updated", "3"})
+	eventually(t, 10*time.Second, "the good rows published", func() bool { return s.count() == 2 })
+	var reason, event string
+	eventually(t, 5*time.Second, "the poison row dead-lettered", func() bool {
+		return c.QueryRow(context.Background(), "SELECT event, reason FROM sluice_outbox_dead").Scan(&event, &reason) == nil
+	})
+	if event != "NotAnEvent" || !strings.HasPrefix(reason, "invalid_event:") {
+		t.Fatalf("dead letter %q %q", event, reason)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got := strings.Join(s.byCh["a:1:x"], ","); got != "1,3" {
+		t.Fatalf("published %s, want 1,3", got)
+	}
+}
+
+// TestRelayBrokerDownRetries: rows whose publish fails stay and are
+// published, in order, once the broker is back.
+func TestRelayBrokerDownRetries(t *testing.T) {
+	u := testDB(t)
+	c := connect(t, u)
+	s := newSink()
+	s.fail = true
+	startRelay(t, u, s, 20*time.Millisecond)
+	insert(t, c, true, [3]string{"a:1:x", "doc.updated", "1"}, [3]string{"a:1:x", "doc.updated", "2"})
+	time.Sleep(100 * time.Millisecond) // a few failed attempts
+	if n := remaining(t, c, "sluice_outbox"); n != 2 {
+		t.Fatalf("%d rows left while the broker is down, want 2", n)
+	}
+	s.mu.Lock()
+	s.fail = false
+	s.mu.Unlock()
+	eventually(t, 10*time.Second, "published after the broker is back", func() bool { return s.count() == 2 })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got := strings.Join(s.byCh["a:1:x"], ","); got != "1,2" {
+		t.Fatalf("published %s", got)
+	}
+}
+
+// TestRelayTwoInstancesOneLease: two relays at once publish every row
+// once, in order; when the lease holder stops the other takes over.
+func TestRelayTwoInstancesOneLease(t *testing.T) {
+	u := testDB(t)
+	c := connect(t, u)
+	s := newSink()
+	stop1 := startRelay(t, u, s, 20*time.Millisecond)
+	startRelay(t, u, s, 20*time.Millisecond)
+	var want []string
+	for i := 0; i < 200; i++ {
+		insert(t, c, true, [3]string{"a:1:x", "doc.updated", fmt.Sprint(i)})
+		want = append(want, fmt.Sprint(i))
+		if i == 100 {
+			stop1()
+		}
+	}
+	eventually(t, 20*time.Second, "all published", func() bool { return s.count() == 200 })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if got := strings.Join(s.byCh["a:1:x"], ","); got != strings.Join(want, ",") {
+		t.Fatalf("published out of order or twice: %s", got)
+	}
+}
+
+// TestRelayRowLevelSecurity: an application role subject to forced
+// row-level security inserts under its tenant's SET LOCAL; the relay (the
+// table's owner, here a superuser) publishes what it may insert, and an
+// insert for another tenant is refused by PostgreSQL, so nothing of it
+// exists.
+func TestRelayRowLevelSecurity(t *testing.T) {
+	u := testDB(t)
+	c := connect(t, u)
+	ctx := context.Background()
+	role := "outbox_app_" + randomHex(4)
+	for _, q := range []string{
+		"CREATE ROLE " + role + " NOLOGIN NOBYPASSRLS",
+		"GRANT USAGE ON SCHEMA " + strings.TrimPrefix(mustQuery(t, u, "search_path"), "") + " TO " + role,
+		"GRANT INSERT ON sluice_outbox TO " + role,
+		"GRANT USAGE ON SEQUENCE sluice_outbox_id_seq TO " + role,
+		"ALTER TABLE sluice_outbox ENABLE ROW LEVEL SECURITY",
+		"ALTER TABLE sluice_outbox FORCE ROW LEVEL SECURITY",
+		"CREATE POLICY tenant_insert ON sluice_outbox FOR INSERT TO " + role +
+			" WITH CHECK (split_part(channel, ':', 2) = current_setting('app.tenant_id', true))",
+	} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = c.Exec(context.Background(), "DROP OWNED BY "+role)
+		_, _ = c.Exec(context.Background(), "DROP ROLE "+role)
+	})
+	s := newSink()
+	startRelay(t, u, s, 20*time.Millisecond)
+	asTenant := func(tenant, ch string) error {
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+role); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SELECT set_config('app.tenant_id', $1, true)", tenant); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO sluice_outbox (channel, event, data) VALUES ($1, 'doc.updated', '{}')", ch); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	}
+	if err := asTenant("t1", "docs:t1:a"); err != nil {
+		t.Fatalf("insert under its own tenant: %v", err)
+	}
+	if err := asTenant("t1", "docs:t2:a"); err == nil || !strings.Contains(err.Error(), "row-level security") {
+		t.Fatalf("insert for another tenant: %v, want a row-level security refusal", err)
+	}
+	eventually(t, 10*time.Second, "the tenant's row published", func() bool { return s.count() == 1 })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.byCh["docs:t1:a"]) != 1 || len(s.byCh["docs:t2:a"]) != 0 {
+		t.Fatalf("published %v", s.byCh)
+	}
+}
+
+func mustQuery(t *testing.T, u, param string) string {
+	t.Helper()
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pu.Query().Get(param)
+}
+
+func TestCheckTable(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"sluice_outbox", true}, {"outbox2", true}, {"_x", true},
+		{"", false}, {"Outbox", false}, {"a.b", false}, {"x; DROP TABLE y", false},
+		{"2x", false}, {strings.Repeat("a", 49), false},
+	} {
+		if err := CheckTable(tc.name); (err == nil) != tc.ok {
+			t.Errorf("CheckTable(%q) = %v", tc.name, err)
+		}
+	}
+}
+
+func TestSQLNamesTheTable(t *testing.T) {
+	q, err := SQL("app_events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(q, "sluice_outbox") || !strings.Contains(q, "CREATE TABLE IF NOT EXISTS app_events_dead") {
+		t.Fatalf("SQL(app_events) still names sluice_outbox or lacks the dead-letter table:\n%s", q)
+	}
+}
