@@ -116,9 +116,6 @@ func (pl *poller) scan(now int64) {
 			if fl == flagStalled && !p.blocked {
 				fl = 0 // the write caught up since blockedAt was read
 			}
-			if fl == flagStalled {
-				p.c.finishLocked(CondSlowConsumer, 0) // unless it ends already
-			}
 			if expired {
 				p.c.finishLocked(CondTokenExpired, 0)
 				if p.blocked {
@@ -126,6 +123,11 @@ func (pl *poller) scan(now int64) {
 					// written now, and the stream must end within 1 s.
 					fl |= flagStalled
 				}
+			}
+			if fl&flagStalled != 0 {
+				// The client took nothing for WriteTimeout: a slow
+				// consumer, unless the stream ends for another reason.
+				p.c.finishLocked(CondSlowConsumer, 0)
 			}
 			if fl != 0 {
 				p.flags |= fl

@@ -5,31 +5,42 @@ package stream
 // handler goroutine returns. A parked stream is a file descriptor, its conn
 // and writer, and an entry in the poller's table: no goroutine, no timer, no
 // buffer, not even a net.Conn (the poller keeps a duplicate of the socket's
-// descriptor and closes the net.Conn, which leaves Go's netpoller). The response stays what net/http began: chunked transfer coding,
-// one chunk per write, and the last chunk before the connection is closed.
+// descriptor and closes the net.Conn, which leaves Go's netpoller). The
+// response stays what net/http began: chunked transfer coding, one chunk per
+// write, and the last chunk before the connection is closed. What a chunk
+// holds is decided by the stream's writer (writer.next, writer.go), as for
+// a stream on its own goroutine: the poller only moves the bytes.
 //
 // The poller runs a fixed set of goroutines for every parked stream:
 //
-//   - writers (GOMAXPROCS of them) take streams from the ready queue and
-//     write, without ever waiting, their queued events, a keep-alive or the
-//     final event, several frames to a write; every 500 µs of writing a
+//   - writers (GOMAXPROCS of them, poller_linux.go) take streams from the
+//     ready queue and write, without ever waiting, what writer.next gives
+//     (queued events, a keep-alive or the final event), several frames to a
+//     write; every 500 µs of writing a
 //     writer yields to the network (yield_linux.go), each through a goroutine
 //     of its own;
-//   - the epoll loop learns that a client went away (EPOLLRDHUP, EOF) and
+//   - the epoll loop (epoll_linux.go) learns that a client went away (EPOLLRDHUP, EOF) and
 //     that a full socket takes bytes again (EPOLLOUT, asked for only while a
 //     stream has bytes left over from a short write);
 //   - the ticker, every 250 ms, marks keep-alives due, ends streams whose
-//     credential expired and cuts streams whose socket stayed full for
-//     WriteTimeout;
+//     credential expired, cuts streams whose socket stayed full for
+//     WriteTimeout, and measures the unread output (SIOCOUTQ) of streams
+//     that wrote 64 KiB since their last measure (measureUnread);
 //   - a timer re-queues streams written to less than WriteCoalesce ago, so
 //     that a busy stream gets one write per window, not one per event; a
 //     write made more than a window after it was due (behind a long
 //     fan-out) counts from when it was due, so it does not delay the next.
+//     A stream whose queue reaches QueueSize while its socket takes bytes
+//     is not left to its window: it is promoted to the ready queue (its
+//     entry in the delayed list goes stale by generation), since events the
+//     server holds back are not the client's debt.
 //
 // Concurrency contract:
 //
 //   - c.mu guards the scheduling state of a parked stream: queued, blocked,
-//     closed, flags and due. Anyone may add flags and call scheduleLocked.
+//     pendingLen, hurried, closed, flags and due. Anyone may add flags and
+//     call scheduleLocked. poller.mu guards where a queued stream waits
+//     (where) and its delayed-list generation (gen).
 //   - A stream is serviced by at most one writer at a time. queued is set
 //     when the stream enters the ready queue or the delayed list, and cleared
 //     only by the writer servicing it, under c.mu, when nothing is left to

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -333,5 +334,32 @@ func TestParkedClientGoneMidWrite(t *testing.T) {
 	eventually(t, 3*time.Second, "the stream closes", func() bool { return e.s.Open() == 0 })
 	if m.count("client-gone") != 1 {
 		t.Fatalf("closed as %v", m.m)
+	}
+}
+
+// upperWriter stands for a middleware that re-encodes the body.
+type upperWriter struct{ http.ResponseWriter }
+
+func (w upperWriter) Write(b []byte) (int, error) {
+	return w.ResponseWriter.Write(bytes.ToUpper(b))
+}
+func (w upperWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// TestWrappedWriterIsNotParked: a stream whose response writer is a
+// wrapper keeps its goroutine, so that what it writes still goes through
+// the wrapper.
+func TestWrappedWriterIsNotParked(t *testing.T) {
+	e := newBenchEnv(t)
+	h := e.s.Handler(QueryChannels)
+	e.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(upperWriter{w}, r)
+	})
+	ch := channel.MustMake("test", benchTenant, "wrapped")
+	ls := openLines(t, e, ch)
+	ls.until(t, 5*time.Second, func(l string) bool { return l == "EVENT: STREAM-OPEN" })
+	publishN(t, e, ch, 1)
+	ls.until(t, 5*time.Second, func(l string) bool { return l == "EVENT: TEST.TICK" })
+	if n := e.s.parkedCount(); n != 0 {
+		t.Fatalf("%d streams parked behind a wrapper", n)
 	}
 }

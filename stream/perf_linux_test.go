@@ -254,7 +254,7 @@ func BenchmarkDeliverPath(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				ev := evs[i%len(evs)]
-				ev.Pos = event.Position{Epoch: 7, Offset: uint64(i + 1)} // fresh position: not a replayed duplicate
+				ev.Pos = event.Position{Epoch: 7, Offset: uint64(i/nch + 1)} // the channel's next: no duplicate, no gap
 				c.Deliver(ev)
 				if (i+1)%batch == 0 {
 					wr.buf = append(buf[:0], make([]byte, chunkRoom)...)

@@ -105,6 +105,9 @@ func (wr *writer) replay(ctx context.Context, first [][]*event.Event) error {
 			if len(evs) < limit || done >= s.cfg.ReplayLimit {
 				break
 			}
+			if wr.c.ended.Load() {
+				return nil // the stream ends (e.g. cut while replaying): no more to fetch
+			}
 			var ok bool
 			var err error
 			evs, ok, err = s.cfg.Broker.Since(ctx, wr.chans[i], wr.pos[i], min(limit, s.cfg.ReplayLimit-done))
