@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/outbox"
 	"github.com/sluicehq/sluice/tenant"
 )
 
@@ -78,6 +79,11 @@ type Config struct {
 	RedisURL     string // redis://[:password@]host:port/<db>, rediss:// for TLS
 	RedisPrefix  string // key and Pub/Sub prefix ("sluice:")
 	DjangoIngest string // Redis Pub/Sub channel to ingest django-eventstream messages from
+
+	Outbox      string        // off | postgres: relay an outbox table of SLUICE_POSTGRES_URL
+	OutboxTable string        // outbox table name ("sluice_outbox")
+	OutboxPoll  time.Duration // outbox polling fallback without a notification (1s)
+	OutboxBatch int           // outbox rows read per transaction (500)
 
 	LogLevel  string // debug | info | warn | error
 	LogFormat string // text | json
@@ -241,6 +247,10 @@ var settings = []setting{
 	{"SLUICE_REDIS_URL", "", "redis://[:password@]host:port/<db> (rediss:// for TLS; a cluster: several host:port separated by commas)", str(func(c *Config) *string { return &c.RedisURL })},
 	{"SLUICE_REDIS_PREFIX", "sluice:", "prefix of every Redis key and Pub/Sub channel", str(func(c *Config) *string { return &c.RedisPrefix })},
 	{"SLUICE_DJANGO_INGEST", "", "Redis Pub/Sub channel of django-eventstream to ingest (off when empty)", str(func(c *Config) *string { return &c.DjangoIngest })},
+	{"SLUICE_OUTBOX", "off", "off, or postgres: publish the rows committed to an outbox table of SLUICE_POSTGRES_URL (see docs/outbox.md)", str(func(c *Config) *string { return &c.Outbox })},
+	{"SLUICE_OUTBOX_TABLE", "sluice_outbox", "outbox table (created by `sluice outbox init`); dead letters go to <table>_dead", str(func(c *Config) *string { return &c.OutboxTable })},
+	{"SLUICE_OUTBOX_POLL", "1s", "outbox polling fallback: the relay looks at least this often without a notification", posDur(func(c *Config) *time.Duration { return &c.OutboxPoll })},
+	{"SLUICE_OUTBOX_BATCH", "500", "outbox rows read per transaction", num(func(c *Config) *int { return &c.OutboxBatch })},
 	{"SLUICE_LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"SLUICE_LOG_FORMAT", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 }
@@ -348,6 +358,10 @@ func (c *Config) Validate() error {
 	fill(&c.LogLevel, d.LogLevel)
 	fill(&c.LogFormat, d.LogFormat)
 	fill(&c.MembershipTenantSetting, d.MembershipTenantSetting)
+	fill(&c.Outbox, d.Outbox)
+	fill(&c.OutboxTable, d.OutboxTable)
+	fill(&c.OutboxPoll, d.OutboxPoll)
+	fill(&c.OutboxBatch, d.OutboxBatch)
 
 	if c.MaxChannels > MaxChannelsLimit {
 		// A cursor names every channel of its stream in at most 1024 bytes.
@@ -416,6 +430,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Membership == "postgres" && c.PostgresURL == "" {
 		return errors.New("SLUICE_POSTGRES_URL: required with SLUICE_MEMBERSHIP=postgres")
+	}
+	switch c.Outbox {
+	case "off":
+	case "postgres":
+		if c.PostgresURL == "" {
+			return errors.New("SLUICE_POSTGRES_URL: required with SLUICE_OUTBOX=postgres")
+		}
+		if err := outbox.CheckTable(c.OutboxTable); err != nil {
+			return fmt.Errorf("SLUICE_OUTBOX_TABLE: %w", err)
+		}
+	default:
+		return fmt.Errorf("SLUICE_OUTBOX: %q is neither off nor postgres", c.Outbox)
+	}
+	if c.OutboxBatch > 10000 {
+		return errors.New("SLUICE_OUTBOX_BATCH: at most 10000")
 	}
 	if !c.Dev && c.JWTSecret == "" && c.JWTPublicKey == "" && c.JWKSURL == "" && c.APIKeysFile == "" {
 		return errors.New("no way to authenticate users: set SLUICE_JWT_SECRET, SLUICE_JWT_PUBLIC_KEY, SLUICE_JWKS_URL or SLUICE_API_KEYS_FILE (or run with --dev)")

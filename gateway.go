@@ -35,6 +35,8 @@ import (
 	"github.com/sluicehq/sluice/limits"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/metrics/prom"
+	"github.com/sluicehq/sluice/outbox"
+	"github.com/sluicehq/sluice/problem"
 	"github.com/sluicehq/sluice/routes"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/tenant"
@@ -59,6 +61,8 @@ type Gateway struct {
 	handler http.Handler
 	ingest  context.CancelFunc
 	ingDone chan struct{}
+	outbox  context.CancelFunc
+	obDone  chan struct{}
 }
 
 // Option adjusts a Gateway built by New.
@@ -242,6 +246,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	if cfg.DjangoIngest != "" {
 		g.startIngest(cfg)
 	}
+	if cfg.Outbox == "postgres" {
+		g.startOutbox(cfg)
+	}
 	ok = true
 	return g, nil
 }
@@ -291,6 +298,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 // Close releases the broker and background work. Call it after Shutdown and
 // after the HTTP server has stopped.
 func (g *Gateway) Close() error {
+	if g.outbox != nil {
+		g.outbox()
+		<-g.obDone
+		g.outbox = nil
+	}
 	if g.ingest != nil {
 		g.ingest()
 		<-g.ingDone
@@ -356,6 +368,36 @@ func (g *Gateway) startIngest(cfg Config) {
 		})
 		if err != nil && ctx.Err() == nil {
 			g.log.Error("django ingest stopped", "err", err)
+		}
+	}()
+}
+
+// startOutbox runs the outbox relay (SPEC §7, docs/outbox.md) until Close:
+// each row is published with PublishIdempotent under its own key; a row
+// refused like a bad POST /publish is dead-lettered.
+func (g *Gateway) startOutbox(cfg Config) {
+	ctx, cancel := context.WithCancel(context.Background())
+	g.outbox, g.obDone = cancel, make(chan struct{})
+	rec, _ := g.metrics.(outbox.Recorder)
+	go func() {
+		defer close(g.obDone)
+		err := outbox.Run(ctx, outbox.Config{
+			URL:     cfg.PostgresURL,
+			Table:   cfg.OutboxTable,
+			Poll:    cfg.OutboxPoll,
+			Batch:   cfg.OutboxBatch,
+			Logger:  g.log,
+			Metrics: rec,
+			Publish: func(ctx context.Context, key string, r outbox.Row) error {
+				_, err := g.PublishIdempotent(ctx, key, []Event{{Channel: r.Channel, Event: r.Event, Data: r.Data}})
+				if p, ok := problem.As(err); ok && p.Status >= 400 && p.Status < 500 {
+					return &outbox.Refused{Reason: p.Code + ": " + p.Detail}
+				}
+				return err
+			},
+		})
+		if err != nil && ctx.Err() == nil {
+			g.log.Error("outbox relay stopped", "err", err)
 		}
 	}()
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/outbox"
 )
 
 func main() {
@@ -27,6 +28,9 @@ func main() {
 }
 
 func run() error {
+	if len(os.Args) > 1 && os.Args[1] == "outbox" {
+		return outbox.Command(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+	}
 	cfg, err := sluice.LoadConfig(os.Args[1:], os.Getenv, os.Stderr)
 	if err != nil {
 		return err
