@@ -140,6 +140,11 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 	if n := len(cfg.JWTSecret); n > 0 && n < 32 {
 		g.log.Warn("SLUICE_JWT_SECRET is shorter than 32 bytes; use at least 32 random bytes")
 	}
+	if o.broker == nil {
+		for _, w := range cfg.Warnings() {
+			g.log.Warn(w)
+		}
+	}
 
 	bopts := broker.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL}
 	switch {
@@ -177,6 +182,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		APIKeysFile:      cfg.APIKeysFile,
 		Tickets:          auth.LimitTickets(g.broker, auth.TicketLimits{Rate: cfg.TicketRate, Burst: cfg.TicketBurst, MaxPerUser: cfg.MaxTicketsPerUser}),
 		Revocations:      g.broker,
+		IsPublisherKey:   g.isPublisherKey,
 	})
 	if err != nil {
 		return nil, err
@@ -272,9 +278,10 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 // Stream returns a stream endpoint whose channels resolve decides (SPEC §3,
 // layer 1); authentication, the tenant gate, streaming and resume are the
 // gateway's. Mount it on any route of the service's own mux, or with
-// WithRoutes.
+// WithRoutes. A *channel.Error that resolve returns (channel.Make's, for a
+// bad path value) is answered 400 malformed_channel.
 func (g *Gateway) Stream(resolve stream.ChannelsFunc) http.Handler {
-	return g.streams.Handler(resolve)
+	return g.streams.Handler(channelProblems(resolve))
 }
 
 // Broker returns the gateway's broker.

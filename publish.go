@@ -144,10 +144,10 @@ func (g *Gateway) validate(evs []Event) ([]event.Message, error) {
 		}
 		ch, err := channel.Parse(e.Channel)
 		if err != nil {
-			return nil, problem.New(http.StatusBadRequest, problem.CodeMalformedChan, at+"channel: "+err.Error())
+			return nil, problem.New(http.StatusBadRequest, problem.CodeMalformedChan, at+err.Error())
 		}
 		if err := event.ValidType(e.Event); err != nil {
-			return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+err.Error())
+			return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+eventTypeHint(e.Event, err))
 		}
 		if len(e.Data) == 0 {
 			return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+"data is required (any JSON value, null included)")

@@ -23,6 +23,8 @@ type Authenticator struct {
 	leeway    time.Duration
 	now       func() time.Time
 	stop      context.CancelFunc
+
+	isPublisherKey func(string) bool // nil: no hint for misplaced publisher keys
 }
 
 // Options tell Authenticate where it may look for credentials.
@@ -61,6 +63,8 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 		ticketTTL: cfg.TicketTTL,
 		leeway:    cfg.Leeway,
 		now:       cfg.Now,
+
+		isPublisherKey: cfg.IsPublisherKey,
 	}
 	if a.ticketTTL == 0 {
 		a.ticketTTL = DefaultTicketTTL
@@ -142,10 +146,15 @@ func (a *Authenticator) Authenticate(r *http.Request, o Options) (Principal, err
 		}
 		return a.fromHeader(ctx, vals[0])
 	}
+	q := scanQuery(r.URL.RawQuery)
 	if !o.Query {
+		if len(q.tokens)+len(q.tickets) > 0 {
+			return Principal{}, unauthorized(problem.CodeMissingCredentials, "no credentials in a header: "+
+				"POST /tickets (and every endpoint but GET /events) needs header credentials, "+
+				"Authorization: Bearer <JWT> or Api-Key <key>; ?access_token= and ?ticket= are read by GET /events only")
+		}
 		return Principal{}, missing()
 	}
-	q := scanQuery(r.URL.RawQuery)
 	switch {
 	case len(q.tokens)+len(q.tickets) == 0:
 		return Principal{}, missing()
@@ -205,6 +214,9 @@ func (a *Authenticator) fromJWT(ctx context.Context, token string) (Principal, e
 	}
 	p, err := a.jwt.verify(ctx, token)
 	if err != nil {
+		if a.isPublisherKey != nil && a.isPublisherKey(token) {
+			return Principal{}, publisherKeyMisused()
+		}
 		return Principal{}, err
 	}
 	if err := a.checkRevoked(ctx, p); err != nil {
@@ -219,6 +231,9 @@ func (a *Authenticator) fromAPIKey(ctx context.Context, key string) (Principal, 
 	}
 	k, err := a.keys.lookup(key)
 	if err != nil {
+		if a.isPublisherKey != nil && a.isPublisherKey(key) {
+			return Principal{}, publisherKeyMisused()
+		}
 		return Principal{}, invalid("unknown API key")
 	}
 	p := Principal{User: k.user, Tenant: k.tenant, Kind: KindAPIKey, Credential: "Api-Key " + key}
@@ -271,5 +286,13 @@ func invalid(detail string) *problem.Problem {
 }
 
 func missing() *problem.Problem {
-	return unauthorized(problem.CodeMissingCredentials, "no credentials")
+	return unauthorized(problem.CodeMissingCredentials, "no credentials: send Authorization: Bearer <JWT> or Api-Key <key> "+
+		"(GET /events also reads ?ticket=, from POST /tickets, or ?access_token=<JWT>)")
+}
+
+// publisherKeyMisused is the refusal of a publisher key presented as a
+// user's credential.
+func publisherKeyMisused() *problem.Problem {
+	return invalid("this is a publisher key: publisher keys go to POST /publish (and POST /revoke); " +
+		"subscribers send a user's JWT, API key or ticket")
 }

@@ -86,6 +86,12 @@ type Config struct {
 
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
+
+	// IsPublisherKey, when set, reports whether a refused credential is one
+	// of the server's publisher keys (compare in constant time), so that the
+	// refusal says where publisher keys go instead of "malformed token". It
+	// is asked only about credentials already refused.
+	IsPublisherKey func(credential string) bool
 }
 
 // Defaults applied by New to zero fields.

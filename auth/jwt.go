@@ -442,7 +442,7 @@ func userID(raw json.RawMessage) (string, bool) {
 func jwtProblem(err error) *problem.Problem {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return invalid("malformed token")
+		return invalid("malformed token: a JWT is three base64url parts separated by dots (header.payload.signature); an API key goes in Authorization: Api-Key <key>")
 	case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return invalid("token signature invalid or algorithm not allowed")
 	}

@@ -4,8 +4,12 @@
 package auth
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -19,7 +23,9 @@ const (
 	KindTicket Kind = "ticket"
 )
 
-// Principal is an authenticated caller.
+// Principal is an authenticated caller. Beyond the user and the tenant, a
+// JWT's other claims (e.g. a role) are read with Claim, ClaimString,
+// ClaimStrings and Claims.
 type Principal struct {
 	User   string    // user id: JWT "sub", else "user_id"; the key's user for API keys
 	Tenant string    // active tenant, a canonical UUID (channel.CheckTenant)
@@ -59,4 +65,109 @@ func (p Principal) String() string {
 func (p Principal) GoString() string {
 	return fmt.Sprintf("auth.Principal{User:%q, Tenant:%q, Kind:%q, Expiry:%s, IssuedAt:%s, Credential:REDACTED}",
 		p.User, p.Tenant, p.Kind, p.Expiry.Format(time.RFC3339), p.IssuedAt.Format(time.RFC3339))
+}
+
+// Claims of the JWT behind a principal.
+//
+// A hook that needs more than the user and the tenant, e.g. the caller's
+// role, reads the claims of the JWT the principal was authenticated with:
+// directly, through ?access_token=, or through a ticket issued for it (a
+// ticket carries the credential it was issued for). The signature and the
+// rules of SPEC §2 were checked by Authenticate; the claims are read-only:
+// every call decodes them afresh from the credential, so a caller may change
+// what it gets without affecting anyone else. API keys carry no claims.
+// Values decode as encoding/json decodes into an any, except that numbers
+// are json.Number (no precision lost): string, json.Number, bool, nil,
+// []any, map[string]any.
+
+// Claim returns the value of the named claim (names match exactly) and
+// whether the principal's JWT holds it. It is false for an API key.
+func (p Principal) Claim(name string) (any, bool) {
+	c := p.rawClaims()
+	raw, ok := c[name]
+	if !ok {
+		return nil, false
+	}
+	v, err := decodeValue(raw)
+	if err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+// ClaimString returns the named claim when it is a JSON string.
+func (p Principal) ClaimString(name string) (string, bool) {
+	v, ok := p.Claim(name)
+	s, isString := v.(string)
+	return s, ok && isString
+}
+
+// ClaimStrings returns the named claim as a list of strings: a JSON string
+// gives a list of one, an array gives its strings (other members skipped),
+// anything else or no claim gives nil. It suits role and scope claims, e.g.
+// {"roles": ["admin", "viewer"]}.
+func (p Principal) ClaimStrings(name string) []string {
+	v, ok := p.Claim(name)
+	if !ok {
+		return nil
+	}
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []any:
+		var out []string
+		for _, m := range v {
+			if s, ok := m.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// Claims returns every claim of the principal's JWT in a new map (nil for
+// an API key): the caller owns it.
+func (p Principal) Claims() map[string]any {
+	c := p.rawClaims()
+	if c == nil {
+		return nil
+	}
+	out := make(map[string]any, len(c))
+	for name, raw := range c {
+		if v, err := decodeValue(raw); err == nil {
+			out[name] = v
+		}
+	}
+	return out
+}
+
+// rawClaims decodes the payload of the principal's JWT credential, nil when
+// it has none.
+func (p Principal) rawClaims() map[string]json.RawMessage {
+	tok, ok := strings.CutPrefix(p.Credential, "Bearer ")
+	if !ok {
+		return nil
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return nil
+	}
+	c, err := decodeClaims(payload)
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+func decodeValue(raw json.RawMessage) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	err := d.Decode(&v)
+	return v, err
 }

@@ -27,13 +27,17 @@ const (
 	SegmentResource Segment = "resource_id"
 )
 
-// Sentinel reasons, matched with errors.Is against an *Error.
+// Shape is the form of every channel name, as error messages spell it.
+const Shape = "<prefix>:<tenant uuid>:<resource>"
+
+// Sentinel reasons, matched with errors.Is against an *Error. Each says in
+// words what a valid segment is.
 var (
-	ErrSegments    = errors.New("channel: name must have exactly three ':'-separated segments")
-	ErrPrefix      = errors.New("channel: prefix must match ^[a-z][a-z0-9-]{0,62}$")
-	ErrTenant      = errors.New("channel: tenant id must be a canonical lowercase hyphenated UUID")
-	ErrResource    = errors.New("channel: resource id must be 1-128 characters from [A-Za-z0-9._~-]")
-	ErrColonInside = errors.New("channel: segment contains ':'")
+	ErrSegments    = errors.New("channel: a channel name is " + Shape + ", three segments separated by ':' (e.g. scan-progress:3f1c2b4a-9d8e-4c7b-a6f5-0e1d2c3b4a59:42)")
+	ErrPrefix      = errors.New("channel: the prefix (first segment) must be a lowercase letter followed by up to 62 lowercase letters, digits or '-'")
+	ErrTenant      = errors.New("channel: the tenant id (second segment) must be a UUID in canonical form: lowercase hex digits grouped 8-4-4-4-12 by hyphens (e.g. 3f1c2b4a-9d8e-4c7b-a6f5-0e1d2c3b4a59)")
+	ErrResource    = errors.New("channel: the resource id (third segment) must be 1-128 characters from A-Z a-z 0-9 . _ ~ -")
+	ErrColonInside = errors.New("channel: a segment contains ':'")
 )
 
 // Error reports which segment of a channel name is malformed and why.
@@ -42,8 +46,15 @@ type Error struct {
 	Reason  error   // one of the Err* sentinels
 }
 
-// Error implements error.
-func (e *Error) Error() string { return e.Reason.Error() + " (" + string(e.Segment) + ")" }
+// Error implements error. The message names the segment, says what it must
+// be, and recalls the shape of a channel name; it starts with "channel: "
+// once, so callers print it as it is.
+func (e *Error) Error() string {
+	if e.Segment == SegmentName || e.Reason == ErrSegments {
+		return e.Reason.Error()
+	}
+	return e.Reason.Error() + " (" + string(e.Segment) + "); a channel name is " + Shape
+}
 
 // Unwrap returns the sentinel reason, so errors.Is(err, ErrTenant) works.
 func (e *Error) Unwrap() error { return e.Reason }

@@ -135,8 +135,15 @@ func checkErr(t *testing.T, err error, segment Segment, reason error) {
 	if !errors.Is(err, reason) {
 		t.Errorf("errors.Is(%v, %v) = false", err, reason)
 	}
-	if msg := err.Error(); !strings.Contains(msg, string(segment)) || !strings.HasPrefix(msg, "channel: ") {
-		t.Errorf("Error() = %q: want the package prefix and the segment", msg)
+	msg := err.Error()
+	if segment != SegmentName && !strings.Contains(msg, string(segment)) {
+		t.Errorf("Error() = %q: want the segment named", msg)
+	}
+	if !strings.HasPrefix(msg, "channel: ") || strings.Contains(msg, "channel: channel:") {
+		t.Errorf("Error() = %q: want the package prefix exactly once", msg)
+	}
+	if !strings.Contains(msg, Shape) {
+		t.Errorf("Error() = %q: want the expected shape %s", msg, Shape)
 	}
 }
 
@@ -301,4 +308,33 @@ func TestText(t *testing.T) {
 	}
 	err = json.Unmarshal([]byte(`{"c":"a/b"}`), &d)
 	checkErr(t, err, SegmentName, ErrSegments)
+}
+
+// TestErrorMessages pins what each refusal tells the user to do: the
+// segment at fault, what it must be in words, and the shape of a name.
+func TestErrorMessages(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want []string
+	}{
+		{"welcome", []string{"a channel name is <prefix>:<tenant uuid>:<resource>", "three segments"}},
+		{"demo:welcome", []string{"<prefix>:<tenant uuid>:<resource>"}},
+		{"Demo:" + tenantA + ":1", []string{"prefix (first segment)", "lowercase letter", "(prefix)", Shape}},
+		{"demo:NOT-A-UUID:1", []string{"tenant id (second segment)", "8-4-4-4-12", "(tenant_id)", Shape}},
+		{"demo:" + tenantA + ":a/b", []string{"resource id (third segment)", "1-128 characters", "(resource_id)", Shape}},
+	} {
+		_, err := Parse(tt.in)
+		if err == nil {
+			t.Fatalf("Parse(%q): no error", tt.in)
+		}
+		msg := err.Error()
+		if strings.Count(msg, "channel: ") != 1 {
+			t.Errorf("Parse(%q) = %q: the prefix must appear once", tt.in, msg)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("Parse(%q) = %q: want %q", tt.in, msg, w)
+			}
+		}
+	}
 }

@@ -35,5 +35,5 @@ func ExampleParse() {
 	fmt.Println(err)
 	// Output:
 	// 3f1c2b4a-9d8e-4c7b-a6f5-0e1d2c3b4a59 conv.7 <nil>
-	// channel: resource id must be 1-128 characters from [A-Za-z0-9._~-] (resource_id)
+	// channel: the resource id (third segment) must be 1-128 characters from A-Z a-z 0-9 . _ ~ - (resource_id); a channel name is <prefix>:<tenant uuid>:<resource>
 }

@@ -94,7 +94,7 @@ func (c *Client) NewBatcher(o BatchOptions) *Batcher {
 // Close.
 func (b *Batcher) Add(ctx context.Context, channelName, eventType string, data any) error {
 	if _, err := channel.Parse(channelName); err != nil {
-		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedChannel, Title: "Bad Request", Detail: "channel: " + err.Error()}
+		return &Error{Status: http.StatusBadRequest, Code: CodeMalformedChannel, Title: "Bad Request", Detail: err.Error()}
 	}
 	if err := event.ValidType(eventType); err != nil {
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidEvent, Title: "Bad Request", Detail: "event: " + err.Error()}
