@@ -31,7 +31,9 @@ func TestErrorsSayWhatToDo(t *testing.T) {
 		}
 		return r
 	}
-	pub := func(body string) *http.Request { return req(http.MethodPost, "/publish", "Bearer "+testPublishKey, body) }
+	pub := func(body string) *http.Request {
+		return req(http.MethodPost, "/publish", "Bearer "+testPublishKey, body)
+	}
 	for _, tt := range []struct {
 		name    string
 		r       *http.Request
@@ -150,4 +152,3 @@ func TestIgnoredSettingsWarn(t *testing.T) {
 		})
 	}
 }
-
