@@ -51,7 +51,9 @@ type Config struct {
 	DrainTimeout    time.Duration // how long the drain may take (30s)
 	RecheckInterval time.Duration // membership recheck on open streams (60s)
 	RevocationTTL   time.Duration // how long a revocation refuses older credentials (24h)
-	QueueSize       int           // events buffered per stream before slow-consumer (1024)
+	QueueSize       int           // events pending towards a client that does not read before slow-consumer (1024)
+	MaxPendingBytes int           // bytes pending towards a client that does not read before slow-consumer (4 MiB)
+	DisablePark     bool          // SLUICE_PARK=false: every stream keeps a goroutine of its own
 	WriteTimeout    time.Duration // one write to a stream may take at most (10s)
 	WriteCoalesce   time.Duration // least time between two writes to one stream (30ms); negative: none
 	AllowOrigins    []string      // CORS origins, or "*"
@@ -201,7 +203,16 @@ var settings = []setting{
 	{"SLUICE_DRAIN_TIMEOUT", "30s", "how long the drain may take", posDur(func(c *Config) *time.Duration { return &c.DrainTimeout })},
 	{"SLUICE_RECHECK_INTERVAL", "60s", "membership recheck on open streams", posDur(func(c *Config) *time.Duration { return &c.RecheckInterval })},
 	{"SLUICE_REVOCATION_TTL", "24h", "how long a revocation refuses older credentials", posDur(func(c *Config) *time.Duration { return &c.RevocationTTL })},
-	{"SLUICE_QUEUE_SIZE", "1024", "events buffered per stream before slow-consumer", num(func(c *Config) *int { return &c.QueueSize })},
+	{"SLUICE_QUEUE_SIZE", "1024", "events pending towards a client that does not read before slow-consumer (events the server holds back for coalescing do not count)", num(func(c *Config) *int { return &c.QueueSize })},
+	{"SLUICE_MAX_PENDING_BYTES", "4194304", "bytes pending towards a client that does not read before slow-consumer", num(func(c *Config) *int { return &c.MaxPendingBytes })},
+	{"SLUICE_PARK", "true", "serve HTTP/1.1 streams on Linux without a goroutine each (false: one goroutine per stream, as HTTP/2 and TLS streams)", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("must be true or false: %q", v)
+		}
+		c.DisablePark = !b
+		return nil
+	}},
 	{"SLUICE_WRITE_TIMEOUT", "10s", "how long one write to a stream may take", posDur(func(c *Config) *time.Duration { return &c.WriteTimeout })},
 	{"SLUICE_MAX_STREAMS_PER_USER", "64", "open streams per user of a tenant", num(func(c *Config) *int { return &c.MaxStreamsPerUser })},
 	{"SLUICE_MAX_STREAMS_PER_TENANT", "20000", "open streams per tenant on this instance", num(func(c *Config) *int { return &c.MaxStreamsPerTenant })},
@@ -327,6 +338,7 @@ func (c *Config) Validate() error {
 	fill(&c.MaxChannels, d.MaxChannels)
 	fill(&c.MaxEventBytes, d.MaxEventBytes)
 	fill(&c.QueueSize, d.QueueSize)
+	fill(&c.MaxPendingBytes, d.MaxPendingBytes)
 	fill(&c.MaxStreamsPerUser, d.MaxStreamsPerUser)
 	fill(&c.MaxStreamsPerTenant, d.MaxStreamsPerTenant)
 	fill(&c.ConnBurst, d.ConnBurst)

@@ -227,6 +227,8 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		KeepAlive:       cfg.KeepAlive,
 		MaxChannels:     cfg.MaxChannels,
 		QueueSize:       cfg.QueueSize,
+		MaxPendingBytes: cfg.MaxPendingBytes,
+		DisablePark:     cfg.DisablePark,
 		ReplayLimit:     cfg.HistorySize,
 		Leeway:          cfg.JWTLeeway,
 		RecheckInterval: cfg.RecheckInterval,
