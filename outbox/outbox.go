@@ -40,6 +40,10 @@ const (
 	DefaultConcurrency = 16
 )
 
+// ApplicationName is the relay's application_name in pg_stat_activity,
+// unless the URL sets one.
+const ApplicationName = "sluice outbox relay"
+
 //go:embed migration.sql
 var migration string
 
@@ -204,8 +208,15 @@ type relay struct {
 // session runs one database connection: take the lease, then relay batches
 // whenever notified or polled, until the connection fails or ctx is done.
 func (r *relay) session(ctx context.Context) error {
+	pc, err := pgx.ParseConfig(r.cfg.URL)
+	if err != nil {
+		return err
+	}
+	if pc.RuntimeParams["application_name"] == "" {
+		pc.RuntimeParams["application_name"] = ApplicationName
+	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := pgx.Connect(cctx, r.cfg.URL)
+	conn, err := pgx.ConnectConfig(cctx, pc)
 	cancel()
 	if err != nil {
 		return err
