@@ -91,6 +91,12 @@ type Config struct {
 	LogFormat string // text | json
 
 	Dev bool // development mode: generated secret, demo tenant, demo page
+
+	// DevStateFile is where Dev keeps its signing secret, publisher key and
+	// demo tenant (JSON, mode 0600), so that its tokens outlive a restart;
+	// empty: new ones at every start. The sluice command uses
+	// DefaultDevStateFile.
+	DevStateFile string
 }
 
 // MaxChannelsLimit is the highest SLUICE_MAX_CHANNELS: the cursor of a

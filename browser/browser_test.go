@@ -22,8 +22,8 @@ import (
 // that events published from Go and from the page's own form show up.
 func TestDemoPage(t *testing.T) {
 	needChromium(t)
-	srv := startSluice(t, []string{"--dev"}, "SLUICE_ADDR=127.0.0.1:0")
-	banner := waitMatch(t, srv, regexp.MustCompile(`(?s)demo page:\s+(\S+)/\n.*token \(24 h\):\s+(\S+).*Bearer (\S+)' -H 'Content-Type.*"channel":"([^"]+)"`))
+	srv := startSluice(t, []string{"--dev"}, "SLUICE_ADDR=127.0.0.1:0", "XDG_CONFIG_HOME="+t.TempDir())
+	banner := waitMatch(t, srv, regexp.MustCompile(`(?s)export SLUICE_URL=(\S+)\nexport TOKEN=(\S+)\nexport SLUICE_PUBLISH_KEY=(\S+)\n.*export CHANNEL=(\S+)`))
 	pageURL, token, key, ch := banner[1], banner[2], banner[3], banner[4]
 	if token == "" || !strings.HasPrefix(ch, "demo:") {
 		t.Fatalf("banner: token %q channel %q", token, ch)

@@ -213,12 +213,14 @@ func TestGuideCommands(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	dev := start(t, []string{"SLUICE_ADDR=127.0.0.1:0", "SLUICE_LOG_LEVEL=error"}, bin, "--dev")
-	base := dev.until(t, `demo page:\s+(\S+)/$`)[1]
-	tok := dev.until(t, `token \(24 h\):\s+(\S+)`)[1]
-	pub := dev.until(t, `-H 'Authorization: Bearer (\S+)' -H 'Content-Type: application/json'`)[1]
-	ch := dev.until(t, `"channel":"([^"]+)"`)[1]
-	env := []string{"SLUICE_URL=" + base, "TOKEN=" + tok, "SLUICE_PUBLISH_KEY=" + pub, "CHANNEL=" + ch}
+	dev := start(t, []string{"SLUICE_ADDR=127.0.0.1:0", "SLUICE_LOG_LEVEL=error", "XDG_CONFIG_HOME=" + t.TempDir()}, bin, "--dev")
+	// The export block --dev prints: the names every doc uses.
+	base := dev.until(t, `^export SLUICE_URL=(\S+)$`)[1]
+	tok := dev.until(t, `^export TOKEN=(\S+)$`)[1]
+	pub := dev.until(t, `^export SLUICE_PUBLISH_KEY=(\S+)$`)[1]
+	tenant := dev.until(t, `^export TENANT=(\S+)$`)[1]
+	ch := dev.until(t, `^export CHANNEL=(\S+)$`)[1]
+	env := []string{"SLUICE_URL=" + base, "TOKEN=" + tok, "SLUICE_PUBLISH_KEY=" + pub, "TENANT=" + tenant, "CHANNEL=" + ch}
 
 	// subscribe, then publish; the subscriber prints what the guide shows.
 	sub := shell(t, env, run["subscribe"])

@@ -1,7 +1,10 @@
 // Command sluice runs the Sluice multi-tenant Server-Sent Events gateway.
 //
-//	go run ./cmd/sluice --dev        # try it: generated secret, demo page
+//	go run ./cmd/sluice --dev        # try it: dev secret, demo tenant, dev console
 //	sluice --help                    # every SLUICE_* variable as a flag
+//	sluice token --user U --tenant T # mint a JWT (or --api-key) for a user
+//	sluice check-config              # validate the configuration, print it redacted
+//	sluice version                   # version, commit and Go version
 package main
 
 import (
@@ -12,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/sluicehq/sluice"
@@ -19,7 +23,24 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	args, first := os.Args[1:], ""
+	if len(args) > 0 {
+		first = args[0]
+	}
+	var err error
+	switch first {
+	case "version", "--version", "-version":
+		err = printVersion(os.Stdout, args[1:])
+	case "token":
+		err = token(args[1:], os.Getenv, os.Stdout, os.Stderr)
+	case "check-config":
+		err = checkConfig(args[1:], os.Getenv, os.Stdout, os.Stderr)
+	case "outbox":
+		err = outbox.Command(context.Background(), args[1:], os.Getenv, os.Stdout, os.Stderr)
+	default:
+		err = serve(args)
+	}
+	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "sluice:", err)
 		}
@@ -27,13 +48,24 @@ func main() {
 	}
 }
 
-func run() error {
-	if len(os.Args) > 1 && os.Args[1] == "outbox" {
-		return outbox.Command(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+const commands = `Usage: sluice [flags]              run the gateway (flags below, each also a SLUICE_* variable)
+       sluice token --user U --tenant T [--ttl D] [--claim k=v …] [--api-key]
+       sluice check-config [flags]   validate the configuration and print it, secrets redacted
+       sluice outbox init|sql        create the outbox table (SLUICE_POSTGRES_URL), or print its SQL
+       sluice version                version, commit and Go version
+
+`
+
+func serve(args []string) error {
+	if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		fmt.Fprint(os.Stderr, commands)
 	}
-	cfg, err := sluice.LoadConfig(os.Args[1:], os.Getenv, os.Stderr)
+	cfg, err := sluice.LoadConfig(args, os.Getenv, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.Dev && cfg.DevStateFile == "" {
+		cfg.DevStateFile, _ = sluice.DefaultDevStateFile() // none: new secret at every start
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -62,7 +94,7 @@ func run() error {
 	srv := sluice.NewHTTPServer(gw.Handler())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(sluice.ProblemListener(ln)) }() // net/http's own errors are problems too
-	log.Info("listening", "addr", ln.Addr().String(), "broker", cfg.Broker)
+	log.Info("listening", "addr", ln.Addr().String(), "broker", cfg.Broker, "version", versionString())
 	if d, ok := gw.Dev(); ok {
 		sluice.PrintDev(os.Stdout, sluice.BaseURL(ln.Addr().String()), d)
 	}

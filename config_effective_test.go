@@ -1,0 +1,59 @@
+package sluice
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"},
+		{"redis://:pw@127.0.0.1:6379/0", "redis://:xxxxx@127.0.0.1:6379/0"},
+		{"redis://default:pw@h1:1,h2:2/0", "redis://default:xxxxx@h1:1,h2:2/0"},
+		{"rediss://user:p%40ss@h:6380/0?addr=h2:1", "rediss://user:xxxxx@h:6380/0?addr=h2:1"},
+		{"https://TOKEN@example.com/jwks", "https://xxxxx@example.com/jwks"},
+		{"postgres://app:pw@db/app?sslmode=disable&password=pw2", "postgres://app:xxxxx@db/app?sslmode=disable&password=xxxxx"},
+		{"host=db user=app password=pw dbname=app", "host=db user=app password=xxxxx dbname=app"},
+		{"password=pw host=db", "password=xxxxx host=db"},
+		{"http:https://auth.example/check?token=t0k&x=1", "http:https://auth.example/check?token=xxxxx&x=1"},
+		{"file:/etc/sluice/members.json", "file:/etc/sluice/members.json"},
+		{"https://example.com/jwks?api_key=k&Secret=s", "https://example.com/jwks?api_key=xxxxx&Secret=xxxxx"},
+	} {
+		if got := RedactURL(tc.in); got != tc.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestEffectiveSettings(t *testing.T) {
+	env := map[string]string{
+		"SLUICE_JWT_SECRET":   "secret-0123456789abcdef0123456789",
+		"SLUICE_PUBLISH_KEYS": "key-a-0123456789abcdef, key-b-0123456789abcdef",
+		"SLUICE_HISTORY_SIZE": "5",
+	}
+	got := map[string]Setting{}
+	all := EffectiveSettings([]string{"--history-size", "6", "--dev"}, func(k string) string { return env[k] })
+	for _, s := range all {
+		got[s.Env] = s
+	}
+	if len(all) != len(settings) {
+		t.Fatalf("%d settings, want %d", len(all), len(settings))
+	}
+	for env, want := range map[string]Setting{
+		"SLUICE_JWT_SECRET":   {Value: "<redacted: 33 bytes>"},
+		"SLUICE_PUBLISH_KEYS": {Value: "<redacted: 2 keys>"},
+		"SLUICE_HISTORY_SIZE": {Value: "6"},
+		"SLUICE_ADDR":         {Value: "127.0.0.1:8080", Default: true},
+		"SLUICE_KEEPALIVE":    {Value: "15s", Default: true},
+	} {
+		want.Env = env
+		if got[env] != want {
+			t.Errorf("%s: %+v, want %+v", env, got[env], want)
+		}
+	}
+	for _, s := range all {
+		if strings.Contains(s.Value, "0123456789abcdef") {
+			t.Errorf("%s shows a secret: %s", s.Env, s.Value)
+		}
+	}
+}
