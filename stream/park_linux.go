@@ -269,8 +269,11 @@ func (s *Server) parkedCount() int {
 // park hijacks the connection of a stream whose opening block is flushed and
 // hands it to the poller. It parks only a GET over HTTP/1.1 without TLS,
 // answered by net/http's own response writer (no wrapper that re-encodes the
-// body) over a *net.TCPConn, where net/http chunks the response; anything
-// else keeps its goroutine, as does every stream with DisablePark.
+// body) over a socket: a *net.TCPConn, or a listener's wrapper of one that
+// exposes it through syscall.Conn and so declares that bytes may be
+// written to the socket directly (sluice.ProblemListener's connections
+// do; a wrapper that transforms what is written must not). Anything else
+// keeps its goroutine, as does every stream with DisablePark.
 func (s *Server) park(w http.ResponseWriter, rc *http.ResponseController, r *http.Request, c *conn, wr *writer, opened time.Time) parkResult {
 	if s.cfg.DisablePark || r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.TLS != nil || r.Method != http.MethodGet ||
 		!plainResponse(w) {
@@ -285,10 +288,7 @@ func (s *Server) park(w http.ResponseWriter, rc *http.ResponseController, r *htt
 		return notParked
 	}
 	_ = nc.SetDeadline(time.Time{}) // the opening flush set one; writes never wait now
-	fd := -1
-	if tc, ok := nc.(*net.TCPConn); ok {
-		fd = dupSocket(tc)
-	}
+	fd := dupSocket(nc)
 	if fd < 0 {
 		wr.out = &chunkOutput{nc: nc}
 		return hijackedOnly
