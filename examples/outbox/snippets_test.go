@@ -1,0 +1,206 @@
+// Package outbox_test runs the outbox publishing snippets of this directory
+// (SQL, Python psycopg, Django, Node pg, Go pgx) against a real PostgreSQL
+// and a gateway relaying its outbox, and checks that docs/outbox.md quotes
+// them verbatim.
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/outbox"
+)
+
+const tenant = "3f1c2a9e-8d4b-4c1e-9a7f-0b5e6d7c8a91"
+
+// missing skips (or, in CI, fails) a snippet whose interpreter or package
+// is not installed.
+func missing(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is required in CI (see .ci/services)", what)
+	}
+	t.Skipf("%s not installed: skipping this snippet", what)
+}
+
+// python returns a python3 that imports modules, or "".
+func python(modules ...string) string {
+	for _, py := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(py, "-c", "import "+strings.Join(modules, ", ")).Run() == nil {
+			return py
+		}
+	}
+	return ""
+}
+
+func TestOutboxSnippets(t *testing.T) {
+	base := os.Getenv("SLUICE_TEST_POSTGRES_URL")
+	if base == "" {
+		t.Skip("set SLUICE_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the outbox snippets")
+	}
+	ctx := context.Background()
+	schema := "outbox_snippets_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for _, q := range []string{
+		"CREATE SCHEMA " + schema,
+		"CREATE TABLE " + schema + ".scans (id int PRIMARY KEY, progress int NOT NULL DEFAULT 0)",
+		"INSERT INTO " + schema + ".scans (id) SELECT generate_series(1, 10)",
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	u, _ := url.Parse(base)
+	q := u.Query()
+	q.Set("options", "-csearch_path="+schema) // libpq's way, understood by every driver here
+	u.RawQuery = q.Encode()
+	dbURL := u.String()
+	if err := outbox.Init(ctx, dbURL, outbox.DefaultTable); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := sluice.DefaultConfig()
+	cfg.JWTSecret = "snippets-secret-0123456789abcdefghij"
+	cfg.Outbox, cfg.PostgresURL, cfg.OutboxPoll = "postgres", dbURL, 100*time.Millisecond
+	g, err := sluice.New(ctx, cfg, sluice.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+
+	env := []string{"DATABASE_URL=" + dbURL, "TENANT=" + tenant}
+	pw, _ := u.User.Password()
+	djangoEnv := []string{"DATABASE_HOST=" + u.Hostname(), "DATABASE_PORT=" + u.Port(), "DATABASE_USER=" + u.User.Username(),
+		"DATABASE_NAME=" + strings.TrimPrefix(u.Path, "/"), "DATABASE_OPTIONS=-c search_path=" + schema, "PGPASSWORD=" + pw}
+	cases := []struct {
+		name string
+		scan int
+		cmd  func(t *testing.T) *exec.Cmd
+	}{
+		{"sql", 1, func(t *testing.T) *exec.Cmd {
+			if _, err := exec.LookPath("psql"); err != nil {
+				missing(t, "psql")
+			}
+			return exec.Command("psql", dbURL, "-v", "ON_ERROR_STOP=1", "-v", "tenant="+tenant, "-v", "scan=1", "-f", "publish.sql")
+		}},
+		{"python-psycopg", 2, func(t *testing.T) *exec.Cmd {
+			py := python("psycopg")
+			if py == "" {
+				missing(t, "python3 with psycopg 3 (apt-get install python3-psycopg)")
+			}
+			return exec.Command(py, "python/publish_psycopg.py")
+		}},
+		{"django", 3, func(t *testing.T) *exec.Cmd {
+			py := python("django", "psycopg2")
+			if py == "" {
+				missing(t, "python3 with Django and psycopg2 (apt-get install python3-django python3-psycopg2)")
+			}
+			c := exec.Command(py, "publish.py")
+			c.Dir = "django"
+			c.Env = append(os.Environ(), djangoEnv...)
+			return c
+		}},
+		{"node-pg", 4, func(t *testing.T) *exec.Cmd {
+			if _, err := exec.LookPath("node"); err != nil {
+				missing(t, "node")
+			}
+			if _, err := exec.LookPath("npm"); err != nil {
+				missing(t, "npm")
+			}
+			dir := t.TempDir()
+			for _, f := range []string{"package.json", "publish.mjs"} {
+				b, err := os.ReadFile(filepath.Join("node", f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			npm := exec.Command("npm", "install", "--no-audit", "--no-fund", "--silent")
+			npm.Dir = dir
+			if out, err := npm.CombinedOutput(); err != nil {
+				t.Skipf("npm install pg failed (no registry?): %v\n%s", err, out)
+			}
+			c := exec.Command("node", "publish.mjs")
+			c.Dir = dir
+			return c
+		}},
+		{"go-pgx", 5, func(t *testing.T) *exec.Cmd {
+			return exec.Command("go", "run", "./go")
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cmd(t)
+			if c.Env == nil {
+				c.Env = os.Environ()
+			}
+			c.Env = append(c.Env, append(env, "SCAN="+strconv.Itoa(tc.scan))...)
+			if out, err := c.CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v\n%s", c.Args, err, out)
+			}
+			ch, err := channel.Parse("scan-progress:" + tenant + ":" + strconv.Itoa(tc.scan))
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs := published(t, g, ch, 1)
+			var d struct{ Scan, Progress int }
+			if err := json.Unmarshal(evs[0].Data, &d); err != nil || evs[0].Type != "scan.progress" || d.Progress != 40 || d.Scan != tc.scan {
+				t.Fatalf("published %s %s, want scan.progress {scan: %d, progress: 40}", evs[0].Type, evs[0].Data, tc.scan)
+			}
+			var progress int
+			if err := admin.QueryRow(ctx, "SELECT progress FROM "+schema+".scans WHERE id = $1", tc.scan).Scan(&progress); err != nil || progress != 40 {
+				t.Fatalf("scan %d progress %d (%v): the change and its event must commit together", tc.scan, progress, err)
+			}
+			time.Sleep(300 * time.Millisecond) // 3 polls: the rolled-back event must not appear
+			if evs := published(t, g, ch, 1); len(evs) != 1 {
+				t.Fatalf("%d events: the rolled-back transaction published", len(evs))
+			}
+		})
+	}
+	var left int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+schema+".sluice_outbox").Scan(&left); err != nil || left != 0 {
+		t.Errorf("%d rows left in the outbox (%v)", left, err)
+	}
+}
+
+// published waits until ch's history holds at least n events and returns
+// them.
+func published(t *testing.T, g *sluice.Gateway, ch channel.Name, n int) []*event.Event {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs, _, err := g.Broker().Since(context.Background(), ch, event.Position{}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) >= n {
+			return evs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d events within 10 s, want %d", ch, len(evs), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
