@@ -11,6 +11,17 @@
 // the position where the stream goes on, so that a client reconnecting right
 // after it resumes from there.
 //
+// A stream is cut as a slow consumer (stream-error slow-consumer) only for
+// what its client has not accepted: events queued while its socket is full
+// (QueueSize, MaxPendingBytes), output its socket took but the client has
+// not read for two ticks without progress (parked streams), or a socket
+// that took nothing for WriteTimeout. Events the server holds back itself,
+// for write coalescing or behind a fan-out, never count: a queue that
+// reaches QueueSize while the client reads is written at once.
+//
+// A resume replays history a chunk at a time as the client takes it, so
+// that resuming from an old cursor costs a chunk of memory, not the history.
+//
 // One Server serves every stream endpoint of a process. The generic
 // GET /events endpoint and a service's own feature endpoints are all built
 // with Server.Handler and differ only in their ChannelsFunc.
