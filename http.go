@@ -45,7 +45,8 @@ func (g *Gateway) routes(feature []routes.Route, extra func(*Gateway, *http.Serv
 	mux.Handle("/sluice.js", only(http.MethodGet, http.HandlerFunc(serveSluiceJS)))
 	mux.Handle("/readyz", only(http.MethodGet, http.HandlerFunc(g.serveReady)))
 	if g.dev != nil {
-		mux.Handle("/{$}", only(http.MethodGet, http.HandlerFunc(g.dev.serveDemo)))
+		mux.Handle("/{$}", only(http.MethodGet, http.HandlerFunc(g.serveConsole)))
+		mux.Handle("/favicon.ico", only(http.MethodGet, http.HandlerFunc(serveFavicon)))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeNotFound, "no such endpoint"))

@@ -1,15 +1,12 @@
 package browser
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,48 +14,6 @@ import (
 
 	"github.com/sluicehq/sluice/channel"
 )
-
-// TestDemoPage runs `sluice --dev`, opens the demo page it prints, and checks
-// that events published from Go and from the page's own form show up.
-func TestDemoPage(t *testing.T) {
-	needChromium(t)
-	srv := startSluice(t, []string{"--dev"}, "SLUICE_ADDR=127.0.0.1:0", "XDG_CONFIG_HOME="+t.TempDir())
-	banner := waitMatch(t, srv, regexp.MustCompile(`(?s)export SLUICE_URL=(\S+)\nexport TOKEN=(\S+)\nexport SLUICE_PUBLISH_KEY=(\S+)\n.*export CHANNEL=(\S+)`))
-	pageURL, token, key, ch := banner[1], banner[2], banner[3], banner[4]
-	if token == "" || !strings.HasPrefix(ch, "demo:") {
-		t.Fatalf("banner: token %q channel %q", token, ch)
-	}
-
-	p := newPage(t)
-	if err := p.b.call(t.Context(), p.session, "Emulation.setDeviceMetricsOverride",
-		map[string]any{"width": 900, "height": 560, "deviceScaleFactor": 1, "mobile": false}, nil); err != nil {
-		t.Fatal(err)
-	}
-	p.navigate(pageURL + "/")
-	p.waitFor(`document.getElementById("status").className === "open"`, 15*time.Second)
-	p.waitFor(`document.getElementById("events").textContent.includes("stream-open")`, 10*time.Second)
-
-	publish(t, srv.base, key, ch, "demo.said", map[string]string{"text": "hello from a Go publisher"})
-	p.waitFor(`document.getElementById("events").textContent.includes("hello from a Go publisher")`, 10*time.Second)
-
-	p.must(`document.getElementById("text").value = "typed on the demo page"; document.querySelector("#publish button").click(); 1`, nil)
-	p.waitFor(`document.getElementById("events").textContent.includes("typed on the demo page")`, 10*time.Second)
-
-	png := p.screenshot()
-	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
-		t.Fatalf("screenshot is not a PNG (%d bytes)", len(png))
-	}
-	if *updateScreenshot {
-		dst := filepath.Join("..", "docs", "img", "demo.png")
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s (%d bytes)", dst, len(png))
-	}
-}
 
 // waitMatch waits until the process output matches re.
 func waitMatch(t *testing.T, p *proc, re *regexp.Regexp) []string {

@@ -1,5 +1,5 @@
 // Package browser holds Sluice's browser tests: a headless Chromium, driven
-// over the Chrome DevTools Protocol, loads the --dev demo page and pages that
+// over the Chrome DevTools Protocol, drives the --dev console and pages that
 // use web/sluice.js against a real sluice process. The package has no code of
 // its own; see its _test.go files.
 //
@@ -7,5 +7,5 @@
 // (apt-get install -y chromium chromium-driver); without it they skip, except
 // under CI=true, where they fail. The Redis restart case needs
 // SLUICE_TEST_REDIS_URL. go test -args -update-screenshot rewrites
-// docs/img/demo.png.
+// docs/img/demo.png with the dev console.
 package browser

@@ -3,11 +3,11 @@
  *   const sub = Sluice.subscribe({
  *     url: "https://sse.example.com",           // gateway base URL ("" = this origin)
  *     channels: ["scan-progress:<tenant>:42"],
- *     events: ["scan.progress", "scan.done"],   // event types to deliver
+ *     events: ["scan.progress", "scan.done"],   // event types to deliver ("*": every type)
  *     getToken: async () => (await fetch("/api/sse-token")).text(),
  *     ticket: true,                             // optional: exchange the token for a one-use ticket
  *     onEvent(type, data, id) { ... },
- *     onReset(reason) { refetchState(); },
+ *     onReset(reason, id) { refetchState(); },
  *     onError(condition, text) { ... },
  *   });
  *   sub.close();
@@ -61,6 +61,140 @@
     });
   }
 
+  // networkText describes a request that got no answer at all. A browser
+  // reports a CORS refusal exactly like an unreachable server, so when the
+  // gateway is on another origin the text says what to check.
+  function networkText(opts, err) {
+    var text = (err && err.message) || String(err);
+    var here = root.location && root.location.origin;
+    var there = "";
+    try {
+      there = joinURL(opts.url, "/").origin;
+    } catch (e) { /* no URL to compare */ }
+    if (here && there && here !== there && here !== "null") {
+      text += " (no answer from " + there + ": if it is up, it may refuse this page's origin (CORS); " +
+        "add " + here + " to the gateway's SLUICE_ALLOW_ORIGINS)";
+    }
+    return text;
+  }
+
+  // FetchSource reads an event stream with fetch, so that every event type
+  // is delivered (EventSource delivers only the types listened for by
+  // name). It looks like an EventSource to subscribe: addEventListener,
+  // close, readyState; listeners of "*" get every event. It never
+  // reconnects by itself: a refusal or a failed request sets refusal (a
+  // promise of the problem or error), a stream that ends after it opened
+  // sets dropped; both then fire "error".
+  function FetchSource(url, withCredentials) {
+    var self = this;
+    this.readyState = 0;
+    this.lastEventId = "";
+    this.refusal = null;
+    this.dropped = false;
+    this.listeners = {};
+    this.ctl = typeof AbortController === "function" ? new AbortController() : null;
+    root.fetch(url, {
+      headers: { Accept: "text/event-stream" },
+      credentials: withCredentials ? "include" : "same-origin",
+      cache: "no-store",
+      signal: this.ctl ? this.ctl.signal : undefined,
+    }).then(function (res) {
+      if (self.readyState === 2) return null;
+      var type = res.headers.get("Content-Type") || "";
+      if (!res.ok || type.indexOf("text/event-stream") !== 0) {
+        self.ctl = null; // close() must not abort the reading of the problem
+        self.refusal = problemOf(res);
+        self.readyState = 2;
+        self.emit({ type: "error" });
+        return null;
+      }
+      self.readyState = 1;
+      self.emit({ type: "open" });
+      return self.read(res.body.getReader());
+    }).then(null, function (err) {
+      if (self.readyState === 2) return;
+      if (self.readyState === 0) {
+        self.refusal = Promise.resolve(err);
+      } else {
+        self.dropped = true;
+      }
+      self.readyState = 2;
+      self.emit({ type: "error" });
+    });
+  }
+
+  FetchSource.prototype.addEventListener = function (type, fn) {
+    (this.listeners[type] = this.listeners[type] || []).push(fn);
+  };
+
+  FetchSource.prototype.close = function () {
+    this.readyState = 2;
+    if (this.ctl) this.ctl.abort();
+  };
+
+  FetchSource.prototype.emit = function (e) {
+    var fns = (this.listeners[e.type] || []).slice();
+    if (e.type !== "open" && e.type !== "error") fns = fns.concat(this.listeners["*"] || []);
+    for (var i = 0; i < fns.length; i++) {
+      try {
+        fns[i](e);
+      } catch (err) {
+        setTimeout(function () { throw err; }); // reported, not fatal to the stream
+      }
+    }
+  };
+
+  // read parses the event stream (WHATWG HTML, server-sent events) and
+  // dispatches each event; it rejects when the stream ends.
+  FetchSource.prototype.read = function (reader) {
+    var self = this;
+    var decoder = new TextDecoder();
+    var buf = "";
+    var data = [];
+    var type = "";
+    function line(l) {
+      if (l === "") {
+        if (data.length) self.emit({ type: type || "message", data: data.join("\n"), lastEventId: self.lastEventId });
+        data = [];
+        type = "";
+        return;
+      }
+      if (l.charAt(0) === ":") return;
+      var i = l.indexOf(":");
+      var field = i < 0 ? l : l.slice(0, i);
+      var value = i < 0 ? "" : l.slice(i + 1);
+      if (value.charAt(0) === " ") value = value.slice(1);
+      if (field === "data") data.push(value);
+      else if (field === "event") type = value;
+      else if (field === "id" && value.indexOf("\0") < 0) self.lastEventId = value;
+    }
+    function pump() {
+      return reader.read().then(function (r) {
+        if (self.readyState === 2) {
+          reader.cancel();
+          return;
+        }
+        if (r.done) throw new Error("the stream ended");
+        buf += decoder.decode(r.value, { stream: true });
+        for (;;) {
+          var i = buf.search(/[\r\n]/);
+          if (i < 0) break;
+          var n = 1;
+          if (buf.charAt(i) === "\r") {
+            if (i === buf.length - 1) break; // perhaps the first half of CRLF
+            if (buf.charAt(i + 1) === "\n") n = 2;
+          }
+          var l = buf.slice(0, i);
+          buf = buf.slice(i + n);
+          line(l);
+          if (self.readyState === 2) return;
+        }
+        return pump();
+      });
+    }
+    return pump();
+  };
+
   // problemOf turns a refused response into {code, text, status}.
   function problemOf(res) {
     return res.json().then(function (p) {
@@ -74,7 +208,8 @@
     if (!opts) throw new TypeError("Sluice.subscribe: options required");
     var path = opts.path || "/events";
     var channels = opts.channels || [];
-    var types = (opts.events || []).filter(function (t) { return RESERVED.indexOf(t) < 0; });
+    var types = (opts.events || []).filter(function (t) { return RESERVED.indexOf(t) < 0 && t !== "*"; });
+    var every = (opts.events || []).indexOf("*") >= 0; // every type: read with fetch
     var onEvent = opts.onEvent || noop;
     var onOpen = opts.onOpen || noop;
     var onReset = opts.onReset || noop;
@@ -143,7 +278,7 @@
     function failed(err) {
       failures++;
       if (!err || !err.status) {
-        onError("connect-failed", (err && err.message) || String(err));
+        onError("connect-failed", networkText(opts, err));
         return reopen(backoff());
       }
       if (err.status === 401 && ++unauthorized < 2) return reopen(0); // one fresh token
@@ -162,7 +297,8 @@
 
     function open(url) {
       var gen = ++generation;
-      var source = new root.EventSource(url, { withCredentials: !!opts.withCredentials });
+      var source = every ? new FetchSource(url, !!opts.withCredentials)
+        : new root.EventSource(url, { withCredentials: !!opts.withCredentials });
       es = source;
 
       function current() { return !closed && gen === generation; }
@@ -181,8 +317,9 @@
       });
       source.addEventListener("stream-reset", function (e) {
         if (!current()) return;
+        remember(e); // a mid-stream reset carries the id the stream goes on from
         var d = parse(e.data) || {};
-        onReset(d.reason || "");
+        onReset(d.reason || "", e.lastEventId || "");
       });
       source.addEventListener("stream-error", function (e) {
         if (!current()) return;
@@ -214,11 +351,32 @@
         remember(e);
         onEvent(e.type, parse(e.data), e.lastEventId);
       }
-      source.addEventListener("message", deliver);
-      types.forEach(function (t) { source.addEventListener(t, deliver); });
+      if (every) {
+        source.addEventListener("*", function (e) {
+          if (RESERVED.indexOf(e.type) < 0) deliver(e);
+        });
+      } else {
+        source.addEventListener("message", deliver);
+        types.forEach(function (t) { source.addEventListener(t, deliver); });
+      }
 
       source.addEventListener("error", function () {
         if (!current()) return;
+        if (source.refusal) {
+          // FetchSource: the answer was a refusal, or there was none.
+          var refusal = source.refusal;
+          stop();
+          var g = generation;
+          refusal.then(function (p) {
+            if (!closed && g === generation) failed(p);
+          });
+          return;
+        }
+        if (source.dropped) {
+          failures++;
+          reopen(backoff());
+          return;
+        }
         if (source.readyState !== 2) {
           // The connection dropped. EventSource reconnects by itself,
           // sending Last-Event-ID; a ticket is good once only, so with
