@@ -4,6 +4,7 @@
 //	sluice --help                    # every SLUICE_* variable as a flag
 //	sluice token --user U --tenant T # mint a JWT (or --api-key) for a user
 //	sluice check-config              # validate the configuration, print it redacted
+//	sluice healthcheck               # GET /healthz on SLUICE_ADDR: exit 0 when alive
 //	sluice version                   # version, commit and Go version
 package main
 
@@ -35,6 +36,11 @@ func main() {
 		err = token(args[1:], os.Getenv, os.Stdout, os.Stderr)
 	case "check-config":
 		err = checkConfig(args[1:], os.Getenv, os.Stdout, os.Stderr)
+	case "healthcheck":
+		if err := healthcheck(args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "sluice:", err)
+			os.Exit(1) // unhealthy (a container runtime reserves 2)
+		}
 	case "outbox":
 		err = outbox.Command(context.Background(), args[1:], os.Getenv, os.Stdout, os.Stderr)
 	default:
@@ -52,6 +58,7 @@ const commands = `Usage: sluice [flags]              run the gateway (flags belo
        sluice token --user U --tenant T [--ttl D] [--claim k=v …] [--api-key]
        sluice check-config [flags]   validate the configuration and print it, secrets redacted
        sluice outbox init|sql        create the outbox table (SLUICE_POSTGRES_URL), or print its SQL
+       sluice healthcheck            GET /healthz of the gateway on SLUICE_ADDR (for container health checks)
        sluice version                version, commit and Go version
 
 `

@@ -731,3 +731,21 @@ func verify(t *testing.T, pubFile, tok string) {
 		t.Fatalf("the server's check: %+v %v", p, err)
 	}
 }
+
+// TestHealthcheck: `sluice healthcheck` (the container HEALTHCHECK) exits 0
+// when the gateway on SLUICE_ADDR answers /healthz, 1 when nothing does.
+func TestHealthcheck(t *testing.T) {
+	srv := start(t, env(t, "", "SLUICE_JWT_SECRET="+testSecret))
+	addr := strings.TrimPrefix(srv.url, "http://")
+	if out, stderr, code := run(t, env(t, "", "SLUICE_ADDR="+addr), "healthcheck"); code != 0 || !strings.Contains(out, "200") {
+		t.Fatalf("healthy gateway: exit %d, %q %q", code, out, stderr)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	if _, _, code := run(t, env(t, ""), "healthcheck", "--addr", ":"+port); code != 0 {
+		t.Fatalf("--addr :%s (all interfaces) should check 127.0.0.1: exit %d", port, code)
+	}
+	srv.stop()
+	if _, stderr, code := run(t, env(t, "", "SLUICE_ADDR="+addr), "healthcheck", "--timeout", "2s"); code != 1 || !strings.Contains(stderr, "healthcheck") {
+		t.Fatalf("no gateway: exit %d, %q; want 1", code, stderr)
+	}
+}
