@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/broker"
+	"github.com/sluicehq/sluice/broker/memory"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/metrics"
@@ -207,5 +209,68 @@ func TestReplayLimitBelowHistoryResets(t *testing.T) {
 	})
 	if l := got[len(got)-1]; l != "data: live" {
 		t.Fatalf("resume from the reset's id: %q", got)
+	}
+}
+
+// emptyHeads is a memory broker that answers {0, 0} for a channel without
+// events, as brokers that keep no state for empty channels do, and reads
+// {0, 0} as "before the channel's first event".
+type emptyHeads struct{ *memory.Broker }
+
+func (b emptyHeads) Heads(ctx context.Context, chans []channel.Name) ([]event.Position, error) {
+	hs, err := b.Broker.Heads(ctx, chans)
+	for i := range hs {
+		if hs[i].Offset == 0 {
+			hs[i] = event.Position{}
+		}
+	}
+	return hs, err
+}
+
+func (b emptyHeads) Since(ctx context.Context, ch channel.Name, after event.Position, limit int) ([]*event.Event, bool, error) {
+	if after == (event.Position{}) {
+		hs, err := b.Broker.Heads(ctx, []channel.Name{ch})
+		if err != nil {
+			return nil, false, err
+		}
+		after.Epoch = hs[0].Epoch
+	}
+	return b.Broker.Since(ctx, ch, after, limit)
+}
+
+// TestChannelWithoutHistory: a stream opened on a channel with no history
+// starts at {0, 0}; the channel's first events reach it without a reset,
+// and a cursor naming {0, 0} resumes from the first event.
+func TestChannelWithoutHistory(t *testing.T) {
+	mb := memory.New(broker.Options{})
+	e := newBenchEnv(t, func(c *Config) { c.Broker = emptyHeads{mb} })
+	e.b = mb
+	ch := channel.MustMake("test", benchTenant, "empty")
+	ls := openLines(t, e, ch)
+	got := ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
+	cursor := strings.TrimPrefix(got[len(got)-2], "id: ")
+	if ps, _, err := e.s.cfg.Codec.Decode(cursor, []channel.Name{ch}); err != nil || ps[0] != (event.Position{}) {
+		t.Fatalf("stream-open names %v (%v), want {0 0}", ps, err)
+	}
+	publishN(t, e, ch, 3)
+	got = ls.until(t, 5*time.Second, func(l string) bool { return l == "data: 2" })
+	for _, l := range got {
+		if l == "event: stream-reset" {
+			t.Fatalf("reset on a channel's first events: %q", got)
+		}
+	}
+	again := openLinesFrom(t, e, cursor, ch)
+	got = again.until(t, 5*time.Second, func(l string) bool { return l == "data: 2" })
+	var datas []string
+	for _, l := range got {
+		if l == "event: stream-reset" {
+			t.Fatalf("resume from {0, 0}: %q", got)
+		}
+		if d, ok := strings.CutPrefix(l, "data: "); ok && !strings.HasPrefix(d, "{") {
+			datas = append(datas, d)
+		}
+	}
+	if strings.Join(datas, ",") != "0,1,2" {
+		t.Fatalf("resume from {0, 0} replayed %q", datas)
 	}
 }
