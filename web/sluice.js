@@ -174,14 +174,13 @@
           reader.cancel();
           return;
         }
-        if (r.done) throw new Error("the stream ended");
-        buf += decoder.decode(r.value, { stream: true });
+        buf += r.done ? decoder.decode() : decoder.decode(r.value, { stream: true });
         for (;;) {
           var i = buf.search(/[\r\n]/);
           if (i < 0) break;
           var n = 1;
           if (buf.charAt(i) === "\r") {
-            if (i === buf.length - 1) break; // perhaps the first half of CRLF
+            if (i === buf.length - 1 && !r.done) break; // perhaps the first half of CRLF
             if (buf.charAt(i + 1) === "\n") n = 2;
           }
           var l = buf.slice(0, i);
@@ -189,6 +188,7 @@
           line(l);
           if (self.readyState === 2) return;
         }
+        if (r.done) throw new Error("the stream ended"); // an unterminated event is dropped
         return pump();
       });
     }
