@@ -46,10 +46,11 @@ func main() {
 	default:
 		err = serve(args)
 	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // the usage was asked for and printed
+	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "sluice:", err)
-		}
+		fmt.Fprintln(os.Stderr, "sluice:", err)
 		os.Exit(2)
 	}
 }

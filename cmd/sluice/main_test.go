@@ -752,3 +752,22 @@ func TestHealthcheck(t *testing.T) {
 		t.Fatalf("no gateway: exit %d, %q; want 1", code, stderr)
 	}
 }
+
+// TestHelp: --help lists the commands and every flag, and exits 0.
+func TestHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--help"}, []string{"sluice token --user", "sluice check-config", "sluice version", "-history-size"}},
+		{[]string{"token", "--help"}, []string{"-claim", "-private-key", "SLUICE_JWT_PRIVATE_KEY", "-api-key"}},
+		{[]string{"check-config", "-h"}, []string{"-history-size"}},
+	} {
+		_, stderr, code := run(t, env(t, ""), tc.args...)
+		for _, w := range tc.want {
+			if code != 0 || !strings.Contains(stderr, w) {
+				t.Errorf("%v: exit %d, no %q in\n%s", tc.args, code, w, stderr)
+			}
+		}
+	}
+}
