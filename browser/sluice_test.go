@@ -27,7 +27,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-var updateScreenshot = flag.Bool("update-screenshot", false, "write the demo page screenshot to docs/img/demo.png")
+var updateScreenshot = flag.Bool("update-screenshot", false, "write the dev console screenshot to docs/img/demo.png")
 
 const (
 	jwtSecret  = "browser-test-secret-0123456789abcdef"
