@@ -382,8 +382,8 @@ func (g *Gateway) startIngest(cfg Config) {
 }
 
 // startOutbox runs the outbox relay (SPEC §7, docs/outbox.md) until Close:
-// each row is published with PublishIdempotent under its own key; a row
-// refused like a bad POST /publish is dead-lettered.
+// each group of rows is published with PublishIdempotent under the
+// relay's key; a refusal like a bad POST /publish's is an outbox.Refused.
 func (g *Gateway) startOutbox(cfg Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g.outbox, g.obDone = cancel, make(chan struct{})
@@ -397,8 +397,12 @@ func (g *Gateway) startOutbox(cfg Config) {
 			Batch:   cfg.OutboxBatch,
 			Logger:  g.log,
 			Metrics: rec,
-			Publish: func(ctx context.Context, key string, r outbox.Row) error {
-				_, err := g.PublishIdempotent(ctx, key, []Event{{Channel: r.Channel, Event: r.Event, Data: r.Data}})
+			Publish: func(ctx context.Context, key string, rows []outbox.Row) error {
+				evs := make([]Event, len(rows))
+				for i, r := range rows {
+					evs[i] = Event{Channel: r.Channel, Event: r.Event, Data: r.Data}
+				}
+				_, err := g.PublishIdempotent(ctx, key, evs)
 				if p, ok := problem.As(err); ok && p.Status >= 400 && p.Status < 500 {
 					return &outbox.Refused{Reason: p.Code + ": " + p.Detail}
 				}

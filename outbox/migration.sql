@@ -34,14 +34,14 @@ CREATE TABLE IF NOT EXISTS sluice_outbox_dead (
 );
 
 -- Runs for each inserted row when its transaction commits (a deferred
--- constraint trigger): under one transaction-scoped advisory lock, held
--- until the commit is visible, it numbers the row and wakes the relay. So
+-- constraint trigger): under one transaction-scoped advisory lock (per
+-- outbox table, named by its oid), held until the commit is visible, it numbers the row and wakes the relay. So
 -- seq order is commit order, and whatever a reader sees of the outbox is
 -- always a prefix of it in seq order.
 CREATE OR REPLACE FUNCTION sluice_outbox_commit() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('sluice_outbox'), 1);
+    PERFORM pg_advisory_xact_lock(hashtext('sluice outbox commit'), hashtext(TG_RELID::text));
     UPDATE sluice_outbox SET seq = nextval('sluice_outbox_seq') WHERE id = NEW.id;
     PERFORM pg_notify('sluice_outbox', '');
     RETURN NULL;
@@ -53,3 +53,14 @@ CREATE CONSTRAINT TRIGGER sluice_outbox_commit
     AFTER INSERT ON sluice_outbox
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION sluice_outbox_commit();
+
+-- Groups of rows the relay is publishing: each is published as one batch
+-- under its key, recorded before it is published, so that a relay that
+-- dies before deleting the rows is followed by one that publishes the same
+-- rows under the same key (which publishes nothing again).
+CREATE TABLE IF NOT EXISTS sluice_outbox_inflight (
+    key       text     PRIMARY KEY,
+    first_seq bigint   NOT NULL,
+    ids       bigint[] NOT NULL,
+    per_row   boolean  NOT NULL DEFAULT false
+);

@@ -8,11 +8,15 @@
 // commits, under a transaction-scoped advisory lock held until the commit is
 // visible, so seq order is commit order and the visible rows are always a
 // prefix of it. One relay at a time holds the table's lease (a session
-// advisory lock); it reads batches in seq order with FOR UPDATE, publishes
-// each row under the idempotency key "outbox:<table>:<oid>:<id>", then
-// deletes the batch. A relay killed between publish and delete leaves the
-// rows for the next lease holder, whose publish of the same keys publishes
-// nothing again.
+// advisory lock); it reads batches in seq order with FOR UPDATE, cuts each
+// into groups (one channel's consecutive rows), records the groups in
+// <table>_inflight, publishes each group as one batch under its
+// idempotency key "outbox:<table>:<oid>:<first id>+<rows>", then deletes
+// the rows and the record. A relay killed between publish and delete
+// leaves the record for the next lease holder, which publishes the same
+// rows under the same keys: the broker publishes nothing again. A group
+// with a row that can never be published is published row by row instead
+// ("outbox:<table>:<oid>:<id>"), the bad rows moved to <table>_dead.
 package outbox
 
 import (
@@ -140,11 +144,14 @@ type Config struct {
 	// (rows of one channel are published one after the other). Default
 	// DefaultConcurrency.
 	Concurrency int
-	// Publish publishes one row under key, returning nil once the event is
-	// in history (or was already, under that key), a *Refused for a row to
-	// dead-letter, any other error to retry the row later. It must be safe
-	// for concurrent use.
-	Publish func(ctx context.Context, key string, r Row) error
+	// Publish publishes rows (consecutive rows of one channel, in order) as
+	// one batch under key, all or nothing, returning nil once the events
+	// are in history (or were already, under that key), a *Refused when a
+	// row can never be published (for a single row: it is dead-lettered;
+	// for several: they are published again one by one), any other error
+	// to retry the same rows under the same key later. It must be safe for
+	// concurrent use.
+	Publish func(ctx context.Context, key string, rows []Row) error
 	// Logger receives what the relay does (slog.Default() when nil).
 	Logger *slog.Logger
 	// Metrics receives counts (none when nil).
@@ -223,8 +230,8 @@ func (r *relay) session(ctx context.Context) error {
 	}
 	defer conn.Close(context.Background())
 	t := pgx.Identifier{r.cfg.Table}.Sanitize()
-	if err := conn.QueryRow(ctx, "SELECT $1::regclass::oid", r.cfg.Table).Scan(&r.oid); err != nil {
-		return fmt.Errorf("outbox table %s not found (run `sluice outbox init`): %w", r.cfg.Table, err)
+	if err := conn.QueryRow(ctx, "SELECT $1::regclass::oid, $2::regclass::oid", r.cfg.Table, r.cfg.Table+"_inflight").Scan(&r.oid, new(uint32)); err != nil {
+		return fmt.Errorf("outbox table %s or %s_inflight not found (run `sluice outbox init`): %w", r.cfg.Table, r.cfg.Table, err)
 	}
 	if _, err := conn.Exec(ctx, "LISTEN "+t); err != nil {
 		return err
@@ -232,7 +239,7 @@ func (r *relay) session(ctx context.Context) error {
 	leased := false
 	for {
 		if !leased {
-			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext($1), 2)", r.cfg.Table).Scan(&leased); err != nil {
+			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('sluice outbox lease'), hashtext($1::regclass::oid::text))", r.cfg.Table).Scan(&leased); err != nil {
 				return err
 			}
 			if leased {
@@ -272,131 +279,256 @@ func (r *relay) drain(ctx context.Context, conn *pgx.Conn) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if retry || n < r.cfg.Batch {
+		if retry != nil {
+			r.log.Warn("outbox relay: publishing failed; the rows stay and are tried again", "err", retry, "in", r.cfg.Poll)
+			select {
+			case <-ctx.Done():
+			case <-time.After(r.cfg.Poll):
+			}
+			return false, nil
+		}
+		if n < r.cfg.Batch {
 			return false, nil
 		}
 	}
 	return true, nil
 }
 
-// batch relays one batch in one transaction: read up to Batch rows in commit
-// order, publish them (channels concurrently, each channel's rows in order),
-// then delete the published rows and move the refused ones to <table>_dead.
-// A channel whose publish fails stops there; its rows stay for the next
-// batch. retry reports such a failure.
-func (r *relay) batch(ctx context.Context, conn *pgx.Conn) (n int, retry bool, err error) {
+// group is one publish: consecutive rows (in commit order) of one channel,
+// under one idempotency key, recorded in <table>_inflight before it is
+// published so that whoever publishes it again publishes the same rows
+// under the same key. A group the gateway refused (a poison row in it) is
+// published row by row instead, each row under its own key (perRow).
+type group struct {
+	key    string
+	first  int64 // seq of its first row: groups are published in this order
+	ids    []int64
+	rows   []Row
+	perRow bool
+}
+
+// maxGroup bounds a group by POST /publish's batch limit.
+const maxGroup = 1000
+
+// batch relays one batch: the groups an earlier attempt recorded and did
+// not finish, if any, else up to Batch new rows read in commit order and
+// recorded as groups. Groups of different channels are published
+// concurrently, each channel's in order; a channel stops at its first
+// failure. Then one transaction deletes what was published, moves refused
+// rows to <table>_dead and forgets the finished groups. retry reports a
+// failure (its groups stay recorded).
+func (r *relay) batch(ctx context.Context, conn *pgx.Conn) (n int, retry error, err error) {
 	// A batch once read runs to its end even when ctx ends: what was
 	// published is then deleted, not published again by the next holder.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
+	groups, err := r.pending(bctx, conn)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(groups) == 0 {
+		if groups, err = r.claim(bctx, conn); err != nil || len(groups) == 0 {
+			return 0, nil, err
+		}
+	}
+	for _, g := range groups {
+		n += len(g.rows)
+	}
+	res := r.publish(bctx, groups)
 	t := pgx.Identifier{r.cfg.Table}.Sanitize()
+	inflight := pgx.Identifier{r.cfg.Table + "_inflight"}.Sanitize()
 	tx, err := conn.Begin(bctx)
 	if err != nil {
-		return 0, false, err
+		return 0, nil, err
 	}
 	defer tx.Rollback(context.Background())
-	rows, err := tx.Query(bctx, "SELECT id, channel, event, data::text FROM "+t+
+	if len(res.done) > 0 {
+		if _, err := tx.Exec(bctx, "DELETE FROM "+t+" WHERE id = ANY($1)", res.done); err != nil {
+			return 0, nil, err
+		}
+	}
+	if len(res.deadIDs) > 0 {
+		dead := pgx.Identifier{r.cfg.Table + "_dead"}.Sanitize()
+		if _, err := tx.Exec(bctx, `WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)),
+			moved AS (DELETE FROM `+t+` o USING r WHERE o.id = r.id RETURNING o.id, o.channel, o.event, o.data, o.created_at, r.reason)
+			INSERT INTO `+dead+` (id, channel, event, data, created_at, reason) SELECT * FROM moved ON CONFLICT (id) DO NOTHING`,
+			res.deadIDs, res.reasons); err != nil {
+			return 0, nil, err
+		}
+	}
+	if len(res.finished) > 0 {
+		if _, err := tx.Exec(bctx, "DELETE FROM "+inflight+" WHERE key = ANY($1)", res.finished); err != nil {
+			return 0, nil, err
+		}
+	}
+	if len(res.refused) > 0 {
+		if _, err := tx.Exec(bctx, "UPDATE "+inflight+" SET per_row = true WHERE key = ANY($1)", res.refused); err != nil {
+			return 0, nil, err
+		}
+	}
+	if err := tx.Commit(bctx); err != nil {
+		return 0, nil, err
+	}
+	if m := r.cfg.Metrics; m != nil {
+		if len(res.done) > 0 {
+			m.OutboxRelayed(len(res.done))
+		}
+		for _, reason := range res.reasons {
+			code, _, _ := strings.Cut(reason, ":")
+			m.OutboxDeadLettered(code)
+		}
+	}
+	for i, id := range res.deadIDs {
+		r.log.Warn("outbox relay: row refused, moved to the dead-letter table", "id", id, "dead", r.cfg.Table+"_dead", "reason", res.reasons[i])
+	}
+	if len(res.refused) > 0 {
+		return n, nil, nil // at once: the refused groups again, row by row
+	}
+	return n, res.failed, nil
+}
+
+// pending returns the groups recorded and not finished, in commit order,
+// with the rows of theirs that are still in the outbox.
+func (r *relay) pending(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
+	inflight := pgx.Identifier{r.cfg.Table + "_inflight"}.Sanitize()
+	rows, err := conn.Query(ctx, "SELECT key, first_seq, ids, per_row FROM "+inflight+" ORDER BY first_seq")
+	if err != nil {
+		return nil, err
+	}
+	var groups []*group
+	byID := map[int64]*group{}
+	var all []int64
+	for rows.Next() {
+		g := &group{}
+		if err := rows.Scan(&g.key, &g.first, &g.ids, &g.perRow); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		for _, id := range g.ids {
+			byID[id] = g
+		}
+		all = append(all, g.ids...)
+		groups = append(groups, g)
+	}
+	if err := rows.Err(); err != nil || len(groups) == 0 {
+		return nil, err
+	}
+	got, err := r.read(ctx, conn, "SELECT id, channel, event, data::text FROM "+pgx.Identifier{r.cfg.Table}.Sanitize()+
+		" WHERE id = ANY($1) ORDER BY seq", all)
+	if err != nil {
+		return nil, err
+	}
+	for _, row := range got {
+		g := byID[row.ID]
+		g.rows = append(g.rows, row)
+	}
+	return groups, nil
+}
+
+// claim reads up to Batch new rows in commit order, forms their groups and
+// records them, in one transaction.
+func (r *relay) claim(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.Background())
+	rows, err := tx.Query(ctx, "SELECT id, seq, channel, event, data::text FROM "+pgx.Identifier{r.cfg.Table}.Sanitize()+
 		" WHERE seq IS NOT NULL ORDER BY seq LIMIT $1 FOR UPDATE", r.cfg.Batch)
 	if err != nil {
-		return 0, false, err
+		return nil, err
 	}
-	var batch []Row
+	var groups []*group
+	open := map[string]*group{}
+	for rows.Next() {
+		var row Row
+		var seq int64
+		var data string
+		if err := rows.Scan(&row.ID, &seq, &row.Channel, &row.Event, &data); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		row.Data = []byte(data)
+		g := open[row.Channel]
+		if g == nil || len(g.rows) == maxGroup {
+			g = &group{first: seq}
+			open[row.Channel] = g
+			groups = append(groups, g)
+		}
+		g.rows = append(g.rows, row)
+		g.ids = append(g.ids, row.ID)
+	}
+	if err := rows.Err(); err != nil || len(groups) == 0 {
+		return nil, err
+	}
+	inflight := pgx.Identifier{r.cfg.Table + "_inflight"}.Sanitize()
+	var b pgx.Batch
+	for _, g := range groups {
+		g.key = r.key(g.ids[0]) + "+" + strconv.Itoa(len(g.ids))
+		b.Queue("INSERT INTO "+inflight+" (key, first_seq, ids) VALUES ($1, $2, $3)", g.key, g.first, g.ids)
+	}
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return nil, err
+	}
+	return groups, tx.Commit(ctx)
+}
+
+func (r *relay) read(ctx context.Context, conn *pgx.Conn, q string, args ...any) ([]Row, error) {
+	rows, err := conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []Row
 	for rows.Next() {
 		var row Row
 		var data string
 		if err := rows.Scan(&row.ID, &row.Channel, &row.Event, &data); err != nil {
 			rows.Close()
-			return 0, false, err
+			return nil, err
 		}
 		row.Data = []byte(data)
-		batch = append(batch, row)
+		out = append(out, row)
 	}
-	if err := rows.Err(); err != nil {
-		return 0, false, err
-	}
-	if len(batch) == 0 {
-		return 0, false, tx.Commit(bctx)
-	}
-	done, deadIDs, reasons, failed := r.publish(bctx, batch)
-	if len(done) > 0 {
-		if _, err := tx.Exec(bctx, "DELETE FROM "+t+" WHERE id = ANY($1)", done); err != nil {
-			return 0, false, err
-		}
-	}
-	if len(deadIDs) > 0 {
-		dead := pgx.Identifier{r.cfg.Table + "_dead"}.Sanitize()
-		if _, err := tx.Exec(bctx, `WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)),
-			moved AS (DELETE FROM `+t+` o USING r WHERE o.id = r.id RETURNING o.id, o.channel, o.event, o.data, o.created_at, r.reason)
-			INSERT INTO `+dead+` (id, channel, event, data, created_at, reason) SELECT * FROM moved ON CONFLICT (id) DO NOTHING`,
-			deadIDs, reasons); err != nil {
-			return 0, false, err
-		}
-	}
-	if err := tx.Commit(bctx); err != nil {
-		return 0, false, err
-	}
-	if m := r.cfg.Metrics; m != nil {
-		if len(done) > 0 {
-			m.OutboxRelayed(len(done))
-		}
-		for _, reason := range reasons {
-			code, _, _ := strings.Cut(reason, ":")
-			m.OutboxDeadLettered(code)
-		}
-	}
-	for i, id := range deadIDs {
-		r.log.Warn("outbox relay: row refused, moved to the dead-letter table", "id", id, "dead", r.cfg.Table+"_dead", "reason", reasons[i])
-	}
-	if failed != nil {
-		r.log.Warn("outbox relay: publishing failed; the rows stay and are tried again", "err", failed, "in", r.cfg.Poll)
-		select {
-		case <-ctx.Done():
-		case <-time.After(r.cfg.Poll):
-		}
-		return len(batch), true, nil
-	}
-	return len(batch), false, nil
+	return out, rows.Err()
 }
 
-// publish publishes batch: rows grouped by channel, each channel's rows in
-// order by one worker, up to Concurrency channels at once. It returns the
-// ids published, the ids refused with their reasons, and the first error of
-// a channel that stopped.
-func (r *relay) publish(ctx context.Context, batch []Row) (done, deadIDs []int64, reasons []string, failed error) {
+// result is what publishing a batch's groups did.
+type result struct {
+	done     []int64  // rows published
+	deadIDs  []int64  // rows refused, with reasons
+	reasons  []string //
+	finished []string // groups with nothing left to publish
+	refused  []string // groups to publish again row by row
+	failed   error    // the first failure that stopped a channel
+}
+
+// publish publishes groups: each channel's in order by one worker, up to
+// Concurrency channels at once.
+func (r *relay) publish(ctx context.Context, groups []*group) *result {
 	var order []string
-	byChan := map[string][]Row{}
-	for _, row := range batch {
-		if _, ok := byChan[row.Channel]; !ok {
-			order = append(order, row.Channel)
+	byChan := map[string][]*group{}
+	for _, g := range groups {
+		ch := ""
+		if len(g.rows) > 0 {
+			ch = g.rows[0].Channel
 		}
-		byChan[row.Channel] = append(byChan[row.Channel], row)
+		if _, ok := byChan[ch]; !ok {
+			order = append(order, ch)
+		}
+		byChan[ch] = append(byChan[ch], g)
 	}
+	res := &result{}
 	var mu sync.Mutex
-	work := make(chan []Row)
+	work := make(chan []*group)
 	var wg sync.WaitGroup
 	for w := 0; w < min(r.cfg.Concurrency, len(order)); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for rows := range work {
-				for _, row := range rows {
-					err := r.cfg.Publish(ctx, r.key(row.ID), row)
-					var ref *Refused
-					mu.Lock()
-					switch {
-					case err == nil:
-						done = append(done, row.ID)
-					case errors.As(err, &ref):
-						deadIDs = append(deadIDs, row.ID)
-						reasons = append(reasons, ref.Reason)
-					default:
-						if failed == nil {
-							failed = err
-						}
-					}
-					mu.Unlock()
-					if err != nil && ref == nil {
-						break // the channel's later rows wait: order
+			for gs := range work {
+				for _, g := range gs {
+					if !r.publishGroup(ctx, g, res, &mu) {
+						break // the channel's later groups wait: order
 					}
 				}
 			}
@@ -407,10 +539,72 @@ func (r *relay) publish(ctx context.Context, batch []Row) (done, deadIDs []int64
 	}
 	close(work)
 	wg.Wait()
-	return done, deadIDs, reasons, failed
+	return res
 }
 
-// key is a row's idempotency key: the table's name and oid and the row's id.
+// publishGroup publishes g and records the outcome in res; it reports
+// whether the channel's next group may follow.
+func (r *relay) publishGroup(ctx context.Context, g *group, res *result, mu *sync.Mutex) bool {
+	if len(g.rows) == 0 {
+		mu.Lock()
+		res.finished = append(res.finished, g.key)
+		mu.Unlock()
+		return true
+	}
+	if !g.perRow {
+		err := r.cfg.Publish(ctx, g.key, g.rows)
+		var ref *Refused
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			for _, row := range g.rows {
+				res.done = append(res.done, row.ID)
+			}
+			res.finished = append(res.finished, g.key)
+			return true
+		case errors.As(err, &ref) && len(g.rows) == 1:
+			res.deadIDs = append(res.deadIDs, g.rows[0].ID)
+			res.reasons = append(res.reasons, ref.Reason)
+			res.finished = append(res.finished, g.key)
+			return true
+		case errors.As(err, &ref):
+			res.refused = append(res.refused, g.key)
+			return false
+		default:
+			if res.failed == nil {
+				res.failed = err
+			}
+			return false
+		}
+	}
+	for _, row := range g.rows {
+		err := r.cfg.Publish(ctx, r.key(row.ID), []Row{row})
+		var ref *Refused
+		mu.Lock()
+		switch {
+		case err == nil:
+			res.done = append(res.done, row.ID)
+		case errors.As(err, &ref):
+			res.deadIDs = append(res.deadIDs, row.ID)
+			res.reasons = append(res.reasons, ref.Reason)
+		default:
+			if res.failed == nil {
+				res.failed = err
+			}
+			mu.Unlock()
+			return false
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	res.finished = append(res.finished, g.key)
+	mu.Unlock()
+	return true
+}
+
+// key is a row's idempotency key: the table's name and oid and the row's id
+// (a group's adds "+<rows>").
 func (r *relay) key(id int64) string {
 	return "outbox:" + r.cfg.Table + ":" + strconv.FormatUint(uint64(r.oid), 10) + ":" + strconv.FormatInt(id, 10)
 }
