@@ -60,6 +60,8 @@ func TestErrorsSayWhatToDo(t *testing.T) {
 			[]string{"publisher keys go to POST /publish"}, nil},
 		{"not a token", req("GET", "/events?channel="+url.QueryEscape(chA), "Bearer not-a-token", ""), 401, "invalid_token",
 			[]string{"malformed token"}, []string{"publisher"}},
+		{"revoke with a bad tenant", req("POST", "/revoke", "Bearer "+testPublishKey, `{"tenant":"ACME"}`), 400, "bad_request",
+			[]string{`{"tenant": "<uuid>"`, "8-4-4-4-12"}, []string{"channel"}},
 		{"tickets with a query token", req("POST", "/tickets?access_token="+good, "", ""), 401, "missing_credentials",
 			[]string{"POST /tickets", "needs header credentials"}, []string{good}},
 	} {

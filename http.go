@@ -389,7 +389,8 @@ func (g *Gateway) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := channel.CheckTenant(req.Tenant); err != nil {
-		problem.Write(w, problem.New(http.StatusBadRequest, problem.CodeBadRequest, "tenant: "+err.Error()))
+		problem.Write(w, problem.New(http.StatusBadRequest, problem.CodeBadRequest,
+			`send {"tenant": "<uuid>", "user": "<id>"} (no user: the whole tenant); the tenant must be a UUID in canonical form, lowercase hex digits grouped 8-4-4-4-12 by hyphens`))
 		return
 	}
 	rv := broker.Revocation{Tenant: req.Tenant, User: req.User, At: time.Now()}
