@@ -51,7 +51,7 @@ func EffectiveSettings(args []string, getenv func(string) string) []Setting {
 }
 
 var (
-	urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@\s]*)@`)
+	urlUserinfo = regexp.MustCompile(`([A-Za-z0-9+.-]+://)([^/?#@\s]*)@`)
 	secretParam = regexp.MustCompile(`(?i)((?:^|[?&;\s])(?:password|passwd|pass|pwd|sslpassword|secret|token|access_token|api_key|apikey|key)=)[^&;\s]*`)
 )
 

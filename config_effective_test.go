@@ -57,3 +57,34 @@ func TestEffectiveSettings(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRedactURL: a password in a URL's user part or in a password query
+// parameter never survives.
+func FuzzRedactURL(f *testing.F) {
+	f.Add("redis", "default", "hunter2hunter2", "h:6379/0")
+	f.Add("postgres", "app", "s3cr3t-pass", "db:5432/app?sslmode=disable")
+	f.Fuzz(func(t *testing.T, scheme, user, pass, rest string) {
+		ok := func(s string, min int) bool {
+			if len(s) < min {
+				return false
+			}
+			for _, c := range s {
+				if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+					return false
+				}
+			}
+			return true
+		}
+		if !ok(scheme, 1) || !ok(user, 0) || !ok(pass, 12) || strings.Contains(rest, pass) || strings.ContainsAny(rest, "@ \t\n") {
+			return
+		}
+		for _, u := range []string{
+			scheme + "://" + user + ":" + pass + "@" + rest,
+			scheme + "://h/x?password=" + pass + "&" + rest,
+		} {
+			if got := RedactURL(u); strings.Contains(got, pass) {
+				t.Fatalf("RedactURL(%q) = %q", u, got)
+			}
+		}
+	})
+}
