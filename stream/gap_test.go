@@ -128,7 +128,7 @@ func TestGapAndEpochRule(t *testing.T) {
 						}
 					} else {
 						resets++
-						if g.typ != w.typ || g.data != `{"reason":"history-unavailable"}` {
+						if g.typ != w.typ || g.data != `{"reason":"history-unavailable","channel":"`+chans[i].String()+`"}` {
 							t.Fatalf("block %d is %q %q, want %s history-unavailable", k, g.typ, g.data, w.typ)
 						}
 					}
@@ -192,7 +192,7 @@ func TestReplayLimitBelowHistoryResets(t *testing.T) {
 		}
 		if l == "event: stream-reset" {
 			resetID = strings.TrimPrefix(got[k-1], "id: ")
-			if got[k+1] != `data: {"reason":"history-unavailable"}` {
+			if !strings.HasPrefix(got[k+1], `data: {"reason":"history-unavailable","channel":"test:`) {
 				t.Fatalf("reset data %q", got[k+1])
 			}
 			break

@@ -236,13 +236,13 @@ func before(p event.Position) event.Position {
 	return p
 }
 
-// resetData is the data of a mid-stream stream-reset.
-var resetData = []byte(`{"reason":"` + ResetHistoryUnavailable + `"}`)
-
 // appendReset moves channel i to at and appends the mid-stream stream-reset
 // that tells the client so. Unlike the reset after stream-open it carries an
 // id, the stream's cursor with channel i at at, so that a client that
-// reconnects right after it resumes from there, not from before the loss.
+// reconnects right after it resumes from there, not from before the loss,
+// and its data names the channel (channel names hold no character JSON
+// escapes), so that a client of several channels refetches only that one's
+// state: {"reason":"history-unavailable","channel":"<name>"}.
 func (wr *writer) appendReset(b []byte, i int, at event.Position) []byte {
 	wr.pos[i] = at
 	seg := wr.s.cfg.Codec.Segment(wr.chans[i], at)
@@ -253,7 +253,10 @@ func (wr *writer) appendReset(b []byte, i int, at event.Position) []byte {
 		b = wr.appendID(b)
 	}
 	wr.s.cfg.Metrics.Reset(ResetHistoryUnavailable)
-	return event.AppendBlock(b, "", event.TypeReset, resetData)
+	data := make([]byte, 0, 64+len(wr.chans[i].String()))
+	data = append(data, `{"reason":"`+ResetHistoryUnavailable+`","channel":"`...)
+	data = append(append(data, wr.chans[i].String()...), `"}`...)
+	return event.AppendBlock(b, "", event.TypeReset, data)
 }
 
 // appendID appends the id line of a multi-channel stream: its cursor.
