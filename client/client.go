@@ -111,11 +111,14 @@ type Open struct {
 	Cursor   string // the position from which this connection delivers
 }
 
-// Reset reports that the server could not honour the resume cursor: events
-// may have been missed and the caller should refetch state from its source
-// of truth (stream-reset).
+// Reset reports that events may have been missed and the caller should
+// refetch state from its source of truth (stream-reset): right after Open
+// when the server could not honour the resume cursor, or in the middle of a
+// stream when the broker lost a channel's history (Channel names it then;
+// the stream goes on from the reset's id, which Cursor reflects).
 type Reset struct {
-	Reason string
+	Reason  string
+	Channel string // the channel concerned; empty: every channel of the stream
 }
 
 // Ended reports that the server ended the connection with stream-error. The
@@ -287,10 +290,11 @@ func (s *Stream) handle(ev Event) (Item, error) {
 		return Open{Channels: d.Channels, Cursor: ev.ID}, nil
 	case TypeStreamReset:
 		var d struct {
-			Reason string `json:"reason"`
+			Reason  string `json:"reason"`
+			Channel string `json:"channel"`
 		}
 		_ = json.Unmarshal([]byte(ev.Data), &d)
-		return Reset{Reason: d.Reason}, nil
+		return Reset{Reason: d.Reason, Channel: d.Channel}, nil
 	case TypeStreamError:
 		var d struct {
 			Condition string `json:"condition"`
