@@ -77,13 +77,13 @@ func redactSetting(env, v string) string {
 	case strings.Contains(env, "SECRET") || strings.Contains(env, "PASSWORD"):
 		return "<redacted>"
 	}
-	return RedactURL(v)
+	return redactSecrets(v)
 }
 
-// RedactURL replaces the password (or a lone user part, which may be a
+// redactSecrets replaces the password (or a lone user part, which may be a
 // token) of every URL in s, and the values of query or DSN parameters named
 // like password, secret, token or key, with "xxxxx".
-func RedactURL(s string) string {
+func redactSecrets(s string) string {
 	s = urlUserinfo.ReplaceAllStringFunc(s, func(m string) string {
 		sub := urlUserinfo.FindStringSubmatch(m)
 		user, _, hasPass := strings.Cut(sub[2], ":")

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestRedactURL(t *testing.T) {
+func TestRedactSecrets(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"},
 		{"redis://:pw@127.0.0.1:6379/0", "redis://:xxxxx@127.0.0.1:6379/0"},
@@ -19,8 +19,8 @@ func TestRedactURL(t *testing.T) {
 		{"file:/etc/sluice/members.json", "file:/etc/sluice/members.json"},
 		{"https://example.com/jwks?api_key=k&Secret=s", "https://example.com/jwks?api_key=xxxxx&Secret=xxxxx"},
 	} {
-		if got := RedactURL(tc.in); got != tc.want {
-			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := redactSecrets(tc.in); got != tc.want {
+			t.Errorf("redactSecrets(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
@@ -58,9 +58,9 @@ func TestEffectiveSettings(t *testing.T) {
 	}
 }
 
-// FuzzRedactURL: a password in a URL's user part or in a password query
+// FuzzRedactSecrets: a password in a URL's user part or in a password query
 // parameter never survives.
-func FuzzRedactURL(f *testing.F) {
+func FuzzRedactSecrets(f *testing.F) {
 	f.Add("redis", "default", "hunter2hunter2", "h:6379/0")
 	f.Add("postgres", "app", "s3cr3t-pass", "db:5432/app?sslmode=disable")
 	f.Fuzz(func(t *testing.T, scheme, user, pass, rest string) {
@@ -82,8 +82,8 @@ func FuzzRedactURL(f *testing.F) {
 			scheme + "://" + user + ":" + pass + "@" + rest,
 			scheme + "://h/x?password=" + pass + "&" + rest,
 		} {
-			if got := RedactURL(u); strings.Contains(got, pass) {
-				t.Fatalf("RedactURL(%q) = %q", u, got)
+			if got := redactSecrets(u); strings.Contains(got, pass) {
+				t.Fatalf("redactSecrets(%q) = %q", u, got)
 			}
 		}
 	})
