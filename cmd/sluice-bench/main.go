@@ -54,6 +54,7 @@ type config struct {
 	pid        int
 	buf        int
 	publishers int
+	batch      int
 }
 
 func main() {
@@ -72,6 +73,7 @@ func main() {
 	fs.Float64Var(&c.ramp, "ramp", 1000, "new connections per second while opening streams")
 	fs.Float64Var(&c.churn, "churn", 50, "streams closed and reopened per second (churn)")
 	fs.IntVar(&c.publishers, "publishers", 1, "concurrent publishing loops, each owning a share of the channels (many-channels); at most the number of channels")
+	fs.IntVar(&c.batch, "batch", 1000, "events per publish request at most (fanout, many-channels); with 1, one POST per event, spaced evenly")
 	fs.IntVar(&c.events, "events", 100, "events published while clients are away (resume-storm)")
 	fs.DurationVar(&c.warmup, "warmup", 0, "leading part of the measured phase whose events are checked for loss but kept out of the latency figures (fanout, many-channels); see latency_all_* for every event")
 	fs.DurationVar(&c.settle, "settle", 2*time.Second, "wait after opening streams before measuring, and for deliveries to drain")
@@ -128,6 +130,9 @@ func (c *config) validate() error {
 	}
 	if c.publishers < 1 || c.publishers > 64 {
 		return errors.New("--publishers must be 1..64")
+	}
+	if c.batch < 1 || c.batch > 1000 {
+		return errors.New("--batch must be 1..1000")
 	}
 	if c.events < 0 || c.events > 1_000_000 {
 		return errors.New("--events must be 0..1000000")

@@ -23,7 +23,7 @@ func TestValidateWarmup(t *testing.T) {
 		{"idle", 0, true},
 	} {
 		c := config{shape: tt.shape, streams: 10, secret: "s", publishKey: "k", duration: 10 * time.Second,
-			warmup: tt.warmup, rate: 10, ramp: 100, churn: 10, publishers: 1, buf: 2048}
+			warmup: tt.warmup, rate: 10, ramp: 100, churn: 10, publishers: 1, batch: 1000, buf: 2048}
 		if err := c.validate(); (err == nil) != tt.ok {
 			t.Errorf("%s --warmup %v: validate() = %v, want ok %v", tt.shape, tt.warmup, err, tt.ok)
 		}

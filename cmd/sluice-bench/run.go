@@ -289,8 +289,10 @@ func (b *bench) publishFor(ctx context.Context, d time.Duration) {
 
 func (b *bench) publishLoop(ctx context.Context, p *publisher, rate float64, start time.Time, d time.Duration) {
 	tick := 10 * time.Millisecond
-	if rate < 100 {
-		tick = time.Duration(float64(time.Second) / rate)
+	if rate < 100 || b.cfg.batch == 1 {
+		// One event a tick: publishes spread evenly, as independent
+		// publishers would send them.
+		tick = max(time.Duration(float64(time.Second)/rate), 100*time.Microsecond)
 	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -302,7 +304,7 @@ func (b *bench) publishLoop(ctx context.Context, p *publisher, rate float64, sta
 		}
 		due := int64(el.Seconds()*rate) + 1 - sent
 		for due > 0 && ctx.Err() == nil {
-			n := int(min(due, 1000))
+			n := int(min(due, int64(b.cfg.batch)))
 			if !b.publish(ctx, p, n) {
 				break
 			}
