@@ -85,7 +85,7 @@ type Config struct {
 	Outbox      string        // off | postgres: relay an outbox table of SLUICE_POSTGRES_URL
 	OutboxTable string        // outbox table name ("sluice_outbox")
 	OutboxPoll  time.Duration // outbox polling fallback without a notification (1s)
-	OutboxBatch int           // outbox rows read per transaction (500)
+	OutboxBatch int           // outbox rows read per transaction (2000)
 
 	LogLevel  string // debug | info | warn | error
 	LogFormat string // text | json
@@ -267,7 +267,7 @@ var settings = []setting{
 	{"SLUICE_OUTBOX", "off", "off, or postgres: publish the rows committed to an outbox table of SLUICE_POSTGRES_URL (see docs/outbox.md)", str(func(c *Config) *string { return &c.Outbox })},
 	{"SLUICE_OUTBOX_TABLE", "sluice_outbox", "outbox table (created by `sluice outbox init`); dead letters go to <table>_dead", str(func(c *Config) *string { return &c.OutboxTable })},
 	{"SLUICE_OUTBOX_POLL", "1s", "outbox polling fallback: the relay looks at least this often without a notification", posDur(func(c *Config) *time.Duration { return &c.OutboxPoll })},
-	{"SLUICE_OUTBOX_BATCH", "500", "outbox rows read per transaction", num(func(c *Config) *int { return &c.OutboxBatch })},
+	{"SLUICE_OUTBOX_BATCH", "2000", "outbox rows read per transaction", num(func(c *Config) *int { return &c.OutboxBatch })},
 	{"SLUICE_LOG_LEVEL", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"SLUICE_LOG_FORMAT", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 }

@@ -40,7 +40,7 @@ const DefaultTable = "sluice_outbox"
 // Defaults of Config.
 const (
 	DefaultPoll        = time.Second
-	DefaultBatch       = 500
+	DefaultBatch       = 2000
 	DefaultConcurrency = 16
 )
 
@@ -342,6 +342,13 @@ func (r *relay) batch(ctx context.Context, conn *pgx.Conn) (n int, retry error, 
 		return 0, nil, err
 	}
 	defer tx.Rollback(context.Background())
+	// Not waiting for this commit to be flushed is safe: if PostgreSQL
+	// loses it in a crash, the rows and their groups' records come back
+	// and are published again under the same keys, which publishes
+	// nothing again.
+	if _, err := tx.Exec(bctx, "SET LOCAL synchronous_commit = off"); err != nil {
+		return 0, nil, err
+	}
 	if len(res.done) > 0 {
 		if _, err := tx.Exec(bctx, "DELETE FROM "+t+" WHERE id = ANY($1)", res.done); err != nil {
 			return 0, nil, err
