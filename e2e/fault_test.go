@@ -22,10 +22,10 @@ const faultSubscribers = 16
 
 // twoInstances starts a redis-server of the test's own and two sluice
 // instances on it.
-func twoInstances(t *testing.T, env map[string]string) (*redisServer, *deployment, []*proc) {
+func twoInstances(t *testing.T, env map[string]string) (*redistest.Server, *deployment, []*proc) {
 	t.Helper()
-	rs := startRedisServer(t, freePort(t))
-	d := privateDeployment(t, fmt.Sprintf("redis://127.0.0.1:%d/0", rs.port), env)
+	rs := startRedisServer(t)
+	d := privateDeployment(t, fmt.Sprintf("redis://127.0.0.1:%d/0", rs.Port), env)
 	return rs, d, []*proc{d.start("A"), d.start("B")}
 }
 
@@ -60,9 +60,9 @@ func TestFaultRedisRestartEmpty(t *testing.T) {
 	run := newFaultRun(t, "redis-restart-empty", urlsOf(ps), faultChannels(6))
 	run.start()
 	run.phase("SIGKILL Redis")
-	rs.stop()
+	rs.Kill()
 	time.Sleep(3 * time.Second) // Redis is down
-	rs.start()                  // a new data directory: empty
+	rs.Start()                  // a new data directory: empty
 	for _, p := range ps {
 		eventually(t, 30*time.Second, p.name+": /readyz answers 200 after Redis is back", func() bool {
 			st, _, _ := p.get("/readyz")

@@ -577,61 +577,7 @@ func seqs(t *testing.T, bs []block) []int {
 	return out
 }
 
-// redisServer is a redis-server of the test's own, without persistence.
-type redisServer struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// startRedisServer starts redis-server on port; it is killed at cleanup.
-func startRedisServer(t *testing.T, port int) *redisServer {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not on PATH; this test runs a Redis of its own")
-	}
-	r := &redisServer{t: t, port: port}
-	t.Cleanup(r.stop)
-	r.start()
-	return r
-}
-
-// start starts the server (again) and waits until it answers PING.
-func (r *redisServer) start() {
-	r.t.Helper()
-	r.done = make(chan struct{})
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.t.TempDir())
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("redis-server: %v", err)
-	}
-	done := r.done
-	go func() { _ = r.cmd.Wait(); close(done) }()
-	eventually(r.t, 10*time.Second, "redis-server answers PING", func() bool {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(r.port), time.Second)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(time.Second))
-		_, _ = c.Write([]byte("PING\r\n"))
-		line, _ := bufio.NewReader(c).ReadString('\n')
-		return line == "+PONG\r\n"
-	})
-}
-
-// stop kills the server by its PID and waits for it to exit.
-func (r *redisServer) stop() {
-	select {
-	case <-r.done:
-		return
-	default:
-	}
-	_ = r.cmd.Process.Kill()
-	select {
-	case <-r.done:
-	case <-time.After(10 * time.Second):
-		r.t.Errorf("redis-server (pid %d) did not exit", r.cmd.Process.Pid)
-	}
-}
+// startRedisServer starts a redis-server of the test's own on a free port,
+// without persistence, killed at cleanup (internal/redistest.Server: Kill,
+// then Start brings it back empty).
+func startRedisServer(t *testing.T) *redistest.Server { return redistest.StartServer(t) }

@@ -195,8 +195,8 @@ func (s *sseStream) keepAlives(n int, d time.Duration) {
 // and restarted under open streams.
 func TestRedisRestart(t *testing.T) {
 	redisURL(t) // the test runs with the others
-	port := freePort(t)
-	rs := startRedisServer(t, port)
+	rs := startRedisServer(t)
+	port := rs.Port
 	djch := "events_channel_" + random()
 	d := newDeployment(t, fmt.Sprintf("redis://127.0.0.1:%d/9", port), map[string]string{
 		"SLUICE_KEEPALIVE":     "200ms",
@@ -217,7 +217,7 @@ func TestRedisRestart(t *testing.T) {
 	}
 	before := s1.lastID
 
-	rs.stop()
+	rs.Kill()
 	for _, p := range []*proc{a, b} {
 		eventually(t, 10*time.Second, p.name+": /readyz answers 503 broker_unavailable", func() bool {
 			st, code, _ := p.get("/readyz")
@@ -247,7 +247,7 @@ func TestRedisRestart(t *testing.T) {
 	s1.keepAlives(3, 5*time.Second)
 	s2.keepAlives(3, 5*time.Second)
 
-	rs.start()
+	rs.Start()
 	for _, p := range []*proc{a, b} {
 		eventually(t, 20*time.Second, p.name+": /readyz answers 200 after the restart", func() bool {
 			st, _, _ := p.get("/readyz")

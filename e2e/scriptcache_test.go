@@ -24,8 +24,7 @@ import (
 // SLUICE_TEST_REDIS_URL is set.
 func TestRedisBatchOrderAcrossScriptFlush(t *testing.T) {
 	redisURL(t) // the test runs with the other Redis tests
-	port := freePort(t)
-	startRedisServer(t, port)
+	port := startRedisServer(t).Port
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
