@@ -461,17 +461,8 @@ func (p *proxy) up() {
 // While Redis is unreachable, Ready and Publish fail with ErrUnavailable and
 // local subscriptions stay; when it is back, they are restored.
 func TestRedisUnreachable(t *testing.T) {
-	u, err := url.Parse(testURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := newProxy(t, u.Host)
-	u.Host = px.addr
-	q := u.Query()
-	q.Set("dial_timeout", "200ms")
-	u.RawQuery = q.Encode()
 	prefix := newPrefix(t)
-	b := newBroker(t, u.String(), prefix, broker.Options{})
+	b, px := behindProxy(t, prefix)
 	other := newBroker(t, testURL(t), prefix, broker.Options{})
 	ch := channel.MustMake("test", "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "unreachable")
 	var r brokertest.Recorder
@@ -483,7 +474,7 @@ func TestRedisUnreachable(t *testing.T) {
 
 	px.down()
 	poll(t, "Ready to fail", func() bool { return errors.Is(b.Ready(t.Context()), broker.ErrUnavailable) })
-	_, err = b.Publish(t.Context(), []event.Message{{Channel: ch, Type: "test.event", Data: []byte(`1`)}})
+	_, err := b.Publish(t.Context(), []event.Message{{Channel: ch, Type: "test.event", Data: []byte(`1`)}})
 	if !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("Publish while unreachable = %v, want ErrUnavailable", err)
 	}
