@@ -210,6 +210,10 @@ type relay struct {
 	cfg Config
 	log *slog.Logger
 	oid uint32 // the table's, in idempotency keys: a recreated table gets new ones
+	// dirty says <table>_inflight may hold groups not finished: true when
+	// a session starts (an earlier holder may have died mid-batch) and
+	// after a failure.
+	dirty bool
 }
 
 // session runs one database connection: take the lease, then relay batches
@@ -237,6 +241,7 @@ func (r *relay) session(ctx context.Context) error {
 		return err
 	}
 	leased := false
+	r.dirty = true
 	for {
 		if !leased {
 			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('sluice outbox lease'), hashtext($1::regclass::oid::text))", r.cfg.Table).Scan(&leased); err != nil {
@@ -322,9 +327,12 @@ func (r *relay) batch(ctx context.Context, conn *pgx.Conn) (n int, retry error, 
 	// published is then deleted, not published again by the next holder.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
-	groups, err := r.pending(bctx, conn)
-	if err != nil {
-		return 0, nil, err
+	var groups []*group
+	if r.dirty {
+		if groups, err = r.pending(bctx, conn); err != nil {
+			return 0, nil, err
+		}
+		r.dirty = len(groups) > 0
 	}
 	if len(groups) == 0 {
 		if groups, err = r.claim(bctx, conn); err != nil || len(groups) == 0 {
@@ -337,44 +345,35 @@ func (r *relay) batch(ctx context.Context, conn *pgx.Conn) (n int, retry error, 
 	res := r.publish(bctx, groups)
 	t := pgx.Identifier{r.cfg.Table}.Sanitize()
 	inflight := pgx.Identifier{r.cfg.Table + "_inflight"}.Sanitize()
-	tx, err := conn.Begin(bctx)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer tx.Rollback(context.Background())
-	// Not waiting for this commit to be flushed is safe: if PostgreSQL
-	// loses it in a crash, the rows and their groups' records come back
-	// and are published again under the same keys, which publishes
-	// nothing again.
-	if _, err := tx.Exec(bctx, "SET LOCAL synchronous_commit = off"); err != nil {
-		return 0, nil, err
-	}
+	// One round trip: the statements are pipelined in one transaction.
+	// Not waiting for its commit to be flushed is safe: if PostgreSQL loses
+	// it in a crash, the rows and their groups' records come back and are
+	// published again under the same keys, which publishes nothing again.
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit = off")
 	if len(res.done) > 0 {
-		if _, err := tx.Exec(bctx, "DELETE FROM "+t+" WHERE id = ANY($1)", res.done); err != nil {
-			return 0, nil, err
-		}
+		b.Queue("DELETE FROM "+t+" WHERE id = ANY($1)", res.done)
 	}
 	if len(res.deadIDs) > 0 {
 		dead := pgx.Identifier{r.cfg.Table + "_dead"}.Sanitize()
-		if _, err := tx.Exec(bctx, `WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)),
+		b.Queue(`WITH r AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)),
 			moved AS (DELETE FROM `+t+` o USING r WHERE o.id = r.id RETURNING o.id, o.channel, o.event, o.data, o.created_at, r.reason)
 			INSERT INTO `+dead+` (id, channel, event, data, created_at, reason) SELECT * FROM moved ON CONFLICT (id) DO NOTHING`,
-			res.deadIDs, res.reasons); err != nil {
-			return 0, nil, err
-		}
+			res.deadIDs, res.reasons)
 	}
 	if len(res.finished) > 0 {
-		if _, err := tx.Exec(bctx, "DELETE FROM "+inflight+" WHERE key = ANY($1)", res.finished); err != nil {
-			return 0, nil, err
-		}
+		b.Queue("DELETE FROM "+inflight+" WHERE key = ANY($1)", res.finished)
 	}
 	if len(res.refused) > 0 {
-		if _, err := tx.Exec(bctx, "UPDATE "+inflight+" SET per_row = true WHERE key = ANY($1)", res.refused); err != nil {
-			return 0, nil, err
-		}
+		b.Queue("UPDATE "+inflight+" SET per_row = true WHERE key = ANY($1)", res.refused)
 	}
-	if err := tx.Commit(bctx); err != nil {
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(bctx, &b).Close(); err != nil {
 		return 0, nil, err
+	}
+	if res.failed != nil || len(res.refused) > 0 {
+		r.dirty = true // groups left recorded: publish them first
 	}
 	if m := r.cfg.Metrics; m != nil {
 		if len(res.done) > 0 {
