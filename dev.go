@@ -1,16 +1,12 @@
 package sluice
 
 import (
-	"bytes"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,13 +118,7 @@ func loadDevState(path string) (st DevState, kept bool, err error) {
 
 type devSetup struct {
 	info DevInfo
-	page []byte
 }
-
-//go:embed web/demo.html
-var demoHTML string
-
-var demoTmpl = template.Must(template.New("demo").Parse(demoHTML))
 
 // newDevSetup sets up --dev: the signing secret (SLUICE_JWT_SECRET when
 // configured, else the dev state file's or a generated one), a dev publisher
@@ -174,18 +164,7 @@ func newDevSetup(cfg *Config) (*devSetup, error) {
 		return nil, err
 	}
 	d.info.Token = tok
-	var buf bytes.Buffer
-	if err := demoTmpl.Execute(&buf, d.info); err != nil {
-		return nil, err
-	}
-	d.page = buf.Bytes()
 	return d, nil
-}
-
-func (d *devSetup) serveDemo(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(d.page)
 }
 
 // Dev returns what --dev generated, and false when the gateway is not in

@@ -88,8 +88,12 @@ func TestDevSetup(t *testing.T) {
 		if tc.cfg.JWTSecret != "" && gw.cfg.JWTSecret != tc.cfg.JWTSecret {
 			t.Errorf("%s: the configured secret was replaced", tc.name)
 		}
+		page, err := renderConsole(d)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if n := len(tc.cfg.PublishKeys); len(gw.cfg.PublishKeys) != n+1 || gw.cfg.PublishKeys[n] != d.PublishKey ||
-			strings.Contains(b.String(), "configured-key") || strings.Contains(string(gw.dev.page), "configured-key") {
+			strings.Contains(b.String(), "configured-key") || strings.Contains(string(page), "configured-key") {
 			t.Errorf("%s: publisher keys %d, dev key %q", tc.name, len(gw.cfg.PublishKeys), d.PublishKey)
 		}
 		_ = gw.Close()

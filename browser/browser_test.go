@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -14,21 +13,6 @@ import (
 
 	"github.com/sluicehq/sluice/channel"
 )
-
-// waitMatch waits until the process output matches re.
-func waitMatch(t *testing.T, p *proc, re *regexp.Regexp) []string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := re.FindStringSubmatch(p.out.String()); m != nil {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("output never matched %s:\n%s", re, p.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func chanOf(tenant, resource string) string {
 	return channel.MustMake("browser-test", tenant, resource).String()
