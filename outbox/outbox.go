@@ -8,15 +8,17 @@
 // commits, under a transaction-scoped advisory lock held until the commit is
 // visible, so seq order is commit order and the visible rows are always a
 // prefix of it. One relay at a time holds the table's lease (a session
-// advisory lock); it reads batches in seq order with FOR UPDATE, cuts each
-// into groups (one channel's consecutive rows), records the groups in
-// <table>_inflight, publishes each group as one batch under its
-// idempotency key "outbox:<table>:<oid>:<first id>+<rows>", then deletes
-// the rows and the record. A relay killed between publish and delete
-// leaves the record for the next lease holder, which publishes the same
-// rows under the same keys: the broker publishes nothing again. A group
-// with a row that can never be published is published row by row instead
-// ("outbox:<table>:<oid>:<id>"), the bad rows moved to <table>_dead.
+// advisory lock); it reads batches in seq order with FOR UPDATE and cuts
+// each into groups (one channel's consecutive rows). A group of several
+// rows is recorded in <table>_inflight, then published as one batch under
+// the idempotency key "outbox:<table>:<oid>:<first id>+<rows>"; a single
+// row is published under its own key "outbox:<table>:<oid>:<id>" without a
+// record. Then the rows and records are deleted. A relay killed between
+// publish and delete leaves the records for the next lease holder, which
+// publishes the same rows under the same keys first, and every other row
+// alone under its own key until a batch has gone through: the broker
+// publishes nothing again. A group with a row that can never be published
+// is published row by row instead, the bad rows moved to <table>_dead.
 package outbox
 
 import (
@@ -214,6 +216,10 @@ type relay struct {
 	// a session starts (an earlier holder may have died mid-batch) and
 	// after a failure.
 	dirty bool
+	// clean says no row left in the outbox may have been published under
+	// its own key: false when a session starts and after a failure, true
+	// after a batch without one. Only then are rows grouped.
+	clean bool
 }
 
 // session runs one database connection: take the lease, then relay batches
@@ -241,7 +247,7 @@ func (r *relay) session(ctx context.Context) error {
 		return err
 	}
 	leased := false
-	r.dirty = true
+	r.dirty, r.clean = true, false
 	for {
 		if !leased {
 			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('sluice outbox lease'), hashtext($1::regclass::oid::text))", r.cfg.Table).Scan(&leased); err != nil {
@@ -327,6 +333,7 @@ func (r *relay) batch(ctx context.Context, conn *pgx.Conn) (n int, retry error, 
 	// published is then deleted, not published again by the next holder.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
+	start := time.Now()
 	var groups []*group
 	if r.dirty {
 		if groups, err = r.pending(bctx, conn); err != nil {
@@ -342,7 +349,9 @@ func (r *relay) batch(ctx context.Context, conn *pgx.Conn) (n int, retry error, 
 	for _, g := range groups {
 		n += len(g.rows)
 	}
+	claimed := time.Now()
 	res := r.publish(bctx, groups)
+	published := time.Now()
 	t := pgx.Identifier{r.cfg.Table}.Sanitize()
 	inflight := pgx.Identifier{r.cfg.Table + "_inflight"}.Sanitize()
 	// One round trip: the statements are pipelined in one transaction.
@@ -375,6 +384,9 @@ func (r *relay) batch(ctx context.Context, conn *pgx.Conn) (n int, retry error, 
 	if res.failed != nil || len(res.refused) > 0 {
 		r.dirty = true // groups left recorded: publish them first
 	}
+	r.clean = res.failed == nil
+	r.log.Debug("outbox relay: batch", "rows", n, "groups", len(groups),
+		"read", claimed.Sub(start), "publish", published.Sub(claimed), "delete", time.Since(published))
 	if m := r.cfg.Metrics; m != nil {
 		if len(res.done) > 0 {
 			m.OutboxRelayed(len(res.done))
@@ -431,8 +443,14 @@ func (r *relay) pending(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 	return groups, nil
 }
 
-// claim reads up to Batch new rows in commit order, forms their groups and
-// records them, in one transaction.
+// claim reads up to Batch new rows in commit order and forms their groups.
+// A group of several rows is recorded before it is published (one durable
+// commit). A single row needs no record: it is published under its own key
+// ("outbox:<table>:<oid>:<id>"), which any later attempt uses again
+// provided it too publishes that row alone — so until a batch has gone
+// through without a failure in this session (r.clean), every row is
+// published alone: an earlier holder, or an earlier failed attempt, may
+// have published any row not recorded under its own key.
 func (r *relay) claim(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -456,7 +474,7 @@ func (r *relay) claim(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 		}
 		row.Data = []byte(data)
 		g := open[row.Channel]
-		if g == nil || len(g.rows) == maxGroup {
+		if g == nil || len(g.rows) == maxGroup || !r.clean {
 			g = &group{first: seq}
 			open[row.Channel] = g
 			groups = append(groups, g)
@@ -470,8 +488,15 @@ func (r *relay) claim(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 	inflight := pgx.Identifier{r.cfg.Table + "_inflight"}.Sanitize()
 	var b pgx.Batch
 	for _, g := range groups {
+		if len(g.ids) == 1 {
+			g.key, g.perRow = r.key(g.ids[0]), true // alone: its own key, no record
+			continue
+		}
 		g.key = r.key(g.ids[0]) + "+" + strconv.Itoa(len(g.ids))
 		b.Queue("INSERT INTO "+inflight+" (key, first_seq, ids) VALUES ($1, $2, $3)", g.key, g.first, g.ids)
+	}
+	if b.Len() == 0 {
+		return groups, tx.Commit(ctx) // nothing written: no flush to wait for
 	}
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 		return nil, err
