@@ -17,6 +17,15 @@ CREATE TABLE IF NOT EXISTS sluice_outbox (
     seq        bigint
 );
 
+-- Every row is inserted, numbered and deleted: dead rows pile up fast, and
+-- the relay's index scan on seq walks over them until they are vacuumed.
+-- Vacuum this table after every few thousand rows, whatever its size
+-- (takes effect only where autovacuum is on).
+ALTER TABLE sluice_outbox SET (
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+    autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 5000,
+    autovacuum_vacuum_cost_delay = 0);
+
 -- Not owned by a column: TRUNCATE … RESTART IDENTITY leaves it alone.
 CREATE SEQUENCE IF NOT EXISTS sluice_outbox_seq;
 

@@ -246,6 +246,10 @@ func (r *relay) session(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+t); err != nil {
 		return err
 	}
+	var autovacuum string
+	if conn.QueryRow(ctx, "SHOW autovacuum").Scan(&autovacuum) == nil && autovacuum == "off" {
+		r.log.Warn("outbox relay: autovacuum is off: every relayed row leaves dead tuples that slow the relay down until the outbox is vacuumed; VACUUM it regularly", "table", r.cfg.Table)
+	}
 	leased := false
 	r.dirty, r.clean = true, false
 	for {
