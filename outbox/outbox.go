@@ -11,8 +11,8 @@
 // advisory lock); it reads batches in seq order with FOR UPDATE and cuts
 // each into groups (one channel's consecutive rows). A group of several
 // rows is recorded in <table>_inflight, then published as one batch under
-// the idempotency key "outbox:<table>:<oid>:<first id>+<rows>"; a single
-// row is published under its own key "outbox:<table>:<oid>:<id>" without a
+// the idempotency key "outbox:<table>:<oid>:<first seq>+<rows>"; a single
+// row is published under its own key "outbox:<table>:<oid>:<seq>" without a
 // record. Then the rows and records are deleted. A relay killed between
 // publish and delete leaves the records for the next lease holder, which
 // publishes the same rows under the same keys first, and every other row
@@ -114,6 +114,7 @@ func (e *Refused) Error() string { return "outbox: row refused: " + e.Reason }
 // Row is one outbox row to publish.
 type Row struct {
 	ID      int64
+	Seq     int64 // commit order; names the row in idempotency keys
 	Channel string
 	Event   string
 	Data    []byte // JSON, as PostgreSQL's jsonb prints it
@@ -435,7 +436,7 @@ func (r *relay) pending(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 	if err := rows.Err(); err != nil || len(groups) == 0 {
 		return nil, err
 	}
-	got, err := r.read(ctx, conn, "SELECT id, channel, event, data::text FROM "+pgx.Identifier{r.cfg.Table}.Sanitize()+
+	got, err := r.read(ctx, conn, "SELECT id, seq, channel, event, data::text FROM "+pgx.Identifier{r.cfg.Table}.Sanitize()+
 		" WHERE id = ANY($1) ORDER BY seq", all)
 	if err != nil {
 		return nil, err
@@ -450,7 +451,7 @@ func (r *relay) pending(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 // claim reads up to Batch new rows in commit order and forms their groups.
 // A group of several rows is recorded before it is published (one durable
 // commit). A single row needs no record: it is published under its own key
-// ("outbox:<table>:<oid>:<id>"), which any later attempt uses again
+// ("outbox:<table>:<oid>:<seq>"), which any later attempt uses again
 // provided it too publishes that row alone — so until a batch has gone
 // through without a failure in this session (r.clean), every row is
 // published alone: an earlier holder, or an earlier failed attempt, may
@@ -470,16 +471,15 @@ func (r *relay) claim(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 	open := map[string]*group{}
 	for rows.Next() {
 		var row Row
-		var seq int64
 		var data string
-		if err := rows.Scan(&row.ID, &seq, &row.Channel, &row.Event, &data); err != nil {
+		if err := rows.Scan(&row.ID, &row.Seq, &row.Channel, &row.Event, &data); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		row.Data = []byte(data)
 		g := open[row.Channel]
 		if g == nil || len(g.rows) == maxGroup || !r.clean {
-			g = &group{first: seq}
+			g = &group{first: row.Seq}
 			open[row.Channel] = g
 			groups = append(groups, g)
 		}
@@ -493,10 +493,10 @@ func (r *relay) claim(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 	var b pgx.Batch
 	for _, g := range groups {
 		if len(g.ids) == 1 {
-			g.key, g.perRow = r.key(g.ids[0]), true // alone: its own key, no record
+			g.key, g.perRow = r.key(g.rows[0].Seq), true // alone: its own key, no record
 			continue
 		}
-		g.key = r.key(g.ids[0]) + "+" + strconv.Itoa(len(g.ids))
+		g.key = r.key(g.first) + "+" + strconv.Itoa(len(g.ids))
 		b.Queue("INSERT INTO "+inflight+" (key, first_seq, ids) VALUES ($1, $2, $3)", g.key, g.first, g.ids)
 	}
 	if b.Len() == 0 {
@@ -517,7 +517,7 @@ func (r *relay) read(ctx context.Context, conn *pgx.Conn, q string, args ...any)
 	for rows.Next() {
 		var row Row
 		var data string
-		if err := rows.Scan(&row.ID, &row.Channel, &row.Event, &data); err != nil {
+		if err := rows.Scan(&row.ID, &row.Seq, &row.Channel, &row.Event, &data); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -614,7 +614,7 @@ func (r *relay) publishGroup(ctx context.Context, g *group, res *result, mu *syn
 		}
 	}
 	for _, row := range g.rows {
-		err := r.cfg.Publish(ctx, r.key(row.ID), []Row{row})
+		err := r.cfg.Publish(ctx, r.key(row.Seq), []Row{row})
 		var ref *Refused
 		mu.Lock()
 		switch {
@@ -638,8 +638,10 @@ func (r *relay) publishGroup(ctx context.Context, g *group, res *result, mu *syn
 	return true
 }
 
-// key is a row's idempotency key: the table's name and oid and the row's id
-// (a group's adds "+<rows>").
-func (r *relay) key(id int64) string {
-	return "outbox:" + r.cfg.Table + ":" + strconv.FormatUint(uint64(r.oid), 10) + ":" + strconv.FormatInt(id, 10)
+// key is a row's idempotency key: the table's name and oid and the row's
+// seq (a group's: its first row's, and "+<rows>"). Seq rather than id: the
+// id sequence restarts with TRUNCATE … RESTART IDENTITY, and a new row
+// under an old row's key would be taken for published.
+func (r *relay) key(seq int64) string {
+	return "outbox:" + r.cfg.Table + ":" + strconv.FormatUint(uint64(r.oid), 10) + ":" + strconv.FormatInt(seq, 10)
 }

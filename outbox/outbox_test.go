@@ -471,3 +471,19 @@ func TestRelayLeasePerTable(t *testing.T) {
 	insert(t, connect(t, u2), true, [3]string{"a:1:x", "doc.updated", "1"})
 	eventually(t, 10*time.Second, "both outboxes relayed", func() bool { return s1.count() == 1 && s2.count() == 1 })
 }
+
+// TestRelayAfterRestartIdentity: after TRUNCATE … RESTART IDENTITY, new
+// rows reuse old ids, yet are published (keys name rows by seq).
+func TestRelayAfterRestartIdentity(t *testing.T) {
+	u := testDB(t)
+	c := connect(t, u)
+	s := newSink()
+	startRelay(t, u, s, 20*time.Millisecond)
+	insert(t, c, true, [3]string{"a:1:x", "doc.updated", "1"})
+	eventually(t, 10*time.Second, "the first row published", func() bool { return s.count() == 1 })
+	if _, err := c.Exec(context.Background(), "TRUNCATE sluice_outbox RESTART IDENTITY"); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, c, true, [3]string{"a:1:x", "doc.updated", "2"})
+	eventually(t, 10*time.Second, "the row with a reused id published", func() bool { return s.count() == 2 })
+}
