@@ -11,6 +11,7 @@ COMMIT;
 
 -- A transaction that rolls back publishes nothing.
 BEGIN;
+SELECT set_config('app.tenant_id', :'tenant', true);
 UPDATE scans SET progress = 999 WHERE id = :scan;
 INSERT INTO sluice_outbox (channel, event, data)
 VALUES ('scan-progress:' || :'tenant' || ':' || :'scan', 'scan.progress', '{"progress": 999}');

@@ -179,6 +179,46 @@ func TestOutboxSnippets(t *testing.T) {
 			}
 		})
 	}
+	// Row-level security: rls.sql, then publish.sql as the application's
+	// role (not a superuser, no BYPASSRLS) acting for its tenant.
+	t.Run("sql-under-rls", func(t *testing.T) {
+		if _, err := exec.LookPath("psql"); err != nil {
+			missing(t, "psql")
+		}
+		app := "outbox_app_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+		if _, err := admin.Exec(ctx, "CREATE ROLE "+app+" NOLOGIN NOSUPERUSER NOBYPASSRLS"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = admin.Exec(context.Background(), "DROP OWNED BY "+app)
+			_, _ = admin.Exec(context.Background(), "DROP ROLE "+app)
+		})
+		for _, q := range []string{"GRANT USAGE ON SCHEMA " + schema + " TO " + app, "GRANT UPDATE, SELECT ON " + schema + ".scans TO " + app} {
+			if _, err := admin.Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if out, err := exec.Command("psql", dbURL, "-v", "ON_ERROR_STOP=1", "-v", "app_role="+app, "-v", "relay_role=postgres", "-f", "rls.sql").CombinedOutput(); err != nil {
+			t.Fatalf("rls.sql: %v\n%s", err, out)
+		}
+		asApp, _ := url.Parse(dbURL)
+		q := asApp.Query()
+		q.Set("options", "-csearch_path="+schema+" -crole="+app)
+		asApp.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // libpq does not read + as a space
+		if out, err := exec.Command("psql", asApp.String(), "-v", "ON_ERROR_STOP=1", "-v", "tenant="+tenant, "-v", "scan=6", "-f", "publish.sql").CombinedOutput(); err != nil {
+			t.Fatalf("publish.sql as %s: %v\n%s", app, err, out)
+		}
+		other := "00000000-0000-4000-8000-000000000000"
+		out, err := exec.Command("psql", asApp.String(), "-v", "ON_ERROR_STOP=1", "-v", "tenant="+tenant, "-c",
+			"BEGIN; SELECT set_config('app.tenant_id', '"+tenant+"', true); INSERT INTO sluice_outbox (channel, event, data) VALUES ('scan-progress:"+other+":6', 'scan.progress', '{}'); COMMIT;").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "row-level security") {
+			t.Fatalf("an insert for another tenant: %v\n%s", err, out)
+		}
+		ch, _ := channel.Parse("scan-progress:" + tenant + ":6")
+		if evs := published(t, g, ch, 1); len(evs) != 1 {
+			t.Fatalf("%d events", len(evs))
+		}
+	})
 	var left int
 	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+schema+".sluice_outbox").Scan(&left); err != nil || left != 0 {
 		t.Errorf("%d rows left in the outbox (%v)", left, err)
