@@ -115,6 +115,9 @@ func TestOutboxSnippets(t *testing.T) {
 			if py == "" {
 				missing(t, "python3 with Django and psycopg2 (apt-get install python3-django python3-psycopg2)")
 			}
+			if out, err := exec.Command(py, "-m", "py_compile", "django/send_event_migration.py").CombinedOutput(); err != nil {
+				t.Fatalf("send_event_migration.py: %v\n%s", err, out)
+			}
 			c := exec.Command(py, "publish.py")
 			c.Dir = "django"
 			c.Env = append(os.Environ(), djangoEnv...)
@@ -242,5 +245,52 @@ func published(t *testing.T, g *sluice.Gateway, ch channel.Name, n int) []*event
 			t.Fatalf("%s: %d events within 10 s, want %d", ch, len(evs), n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestOutboxDocExcerpts checks that every code block of docs/outbox.md
+// marked <!-- from <file> --> is a verbatim excerpt of that file, and that
+// only shell blocks go unmarked.
+func TestOutboxDocExcerpts(t *testing.T) {
+	b, err := os.ReadFile("../../docs/outbox.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	n := 0
+	for i := 0; i < len(lines); i++ {
+		lang, ok := strings.CutPrefix(lines[i], "```")
+		if !ok {
+			continue
+		}
+		start := i
+		var code []string
+		for i++; i < len(lines) && lines[i] != "```"; i++ {
+			code = append(code, lines[i])
+		}
+		marker := ""
+		if start > 0 {
+			marker = strings.TrimSpace(lines[start-1])
+		}
+		file, ok := strings.CutPrefix(marker, "<!-- from ")
+		if !ok {
+			if lang != "sh" {
+				t.Errorf("line %d: %s block without <!-- from <file> -->", start+1, lang)
+			}
+			continue
+		}
+		file = strings.TrimSuffix(file, " -->")
+		src, err := os.ReadFile(filepath.Join("../..", file))
+		if err != nil {
+			t.Errorf("line %d: %v", start+1, err)
+			continue
+		}
+		if !strings.Contains(string(src), strings.Join(code, "\n")) {
+			t.Errorf("line %d: not a verbatim excerpt of %s", start+1, file)
+		}
+		n++
+	}
+	if n < 10 {
+		t.Fatalf("only %d excerpts found", n)
 	}
 }
