@@ -487,3 +487,76 @@ func TestRelayAfterRestartIdentity(t *testing.T) {
 	insert(t, c, true, [3]string{"a:1:x", "doc.updated", "2"})
 	eventually(t, 10*time.Second, "the row with a reused id published", func() bool { return s.count() == 2 })
 }
+
+// TestRelayNonSuperuserOwnerUnderForcedRLS: the relay connects as the
+// table's owner, neither superuser nor BYPASSRLS, with FORCE ROW LEVEL
+// SECURITY on and the policies of examples/outbox/rls.sql; the application's
+// role inserts for its tenant; the row is numbered (the trigger runs as the
+// owner), relayed and deleted.
+func TestRelayNonSuperuserOwnerUnderForcedRLS(t *testing.T) {
+	su := testDB(t) // a schema of the test's own; its outbox (owned by the superuser) is not used
+	schema := mustQuery(t, su, "search_path")
+	c := connect(t, su)
+	ctx := context.Background()
+	relayRole, app := "outbox_relay_"+randomHex(4), "outbox_app_"+randomHex(4)
+	for _, q := range []string{
+		"CREATE ROLE " + relayRole + " LOGIN NOSUPERUSER NOBYPASSRLS",
+		"CREATE ROLE " + app + " NOLOGIN NOSUPERUSER NOBYPASSRLS",
+		"CREATE SCHEMA " + schema + "_r AUTHORIZATION " + relayRole,
+		"GRANT USAGE ON SCHEMA " + schema + "_r TO " + app,
+	} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, q := range []string{"DROP SCHEMA " + schema + "_r CASCADE", "DROP OWNED BY " + app, "DROP OWNED BY " + relayRole, "DROP ROLE " + app, "DROP ROLE " + relayRole} {
+			_, _ = c.Exec(context.Background(), q)
+		}
+	})
+	u, _ := url.Parse(su)
+	u.User = url.User(relayRole)
+	q := u.Query()
+	q.Set("search_path", schema+"_r")
+	u.RawQuery = q.Encode()
+	ru := u.String()
+	if err := Init(ctx, ru, DefaultTable); err != nil {
+		t.Fatalf("init as %s: %v", relayRole, err)
+	}
+	owner := connect(t, ru)
+	for _, q := range []string{ // examples/outbox/rls.sql
+		"GRANT INSERT ON sluice_outbox TO " + app,
+		"GRANT USAGE ON SEQUENCE sluice_outbox_id_seq TO " + app,
+		"ALTER TABLE sluice_outbox ENABLE ROW LEVEL SECURITY",
+		"ALTER TABLE sluice_outbox FORCE ROW LEVEL SECURITY",
+		"CREATE POLICY outbox_tenant_insert ON sluice_outbox FOR INSERT TO " + app +
+			" WITH CHECK (split_part(channel, ':', 2) = current_setting('app.tenant_id', true))",
+		"CREATE POLICY outbox_relay ON sluice_outbox FOR ALL TO " + relayRole + " USING (true) WITH CHECK (true)",
+	} {
+		if _, err := owner.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s := newSink()
+	startRelay(t, ru, s, 20*time.Millisecond)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"SET LOCAL search_path = " + schema + "_r",
+		"SET LOCAL ROLE " + app,
+		"SELECT set_config('app.tenant_id', 't1', true)",
+		"INSERT INTO sluice_outbox (channel, event, data) VALUES ('docs:t1:a', 'doc.updated', '1')",
+		"INSERT INTO sluice_outbox (channel, event, data) VALUES ('docs:t1:a', 'doc.updated', '2')",
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("commit (the numbering trigger runs as %s): %v", relayRole, err)
+	}
+	eventually(t, 10*time.Second, "relayed by the non-superuser owner", func() bool { return s.count() == 2 })
+	eventually(t, 5*time.Second, "deleted", func() bool { return remaining(t, owner, "sluice_outbox") == 0 })
+}
