@@ -247,12 +247,23 @@ func (r *relay) session(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+t); err != nil {
 		return err
 	}
+	var hidden bool
+	if err := conn.QueryRow(ctx, `SELECT c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls)
+			AND (c.relowner <> r.oid OR c.relforcerowsecurity)
+			AND NOT EXISTS (SELECT 1 FROM pg_policies p WHERE p.schemaname = n.nspname AND p.tablename = c.relname
+				AND p.cmd IN ('ALL', 'SELECT') AND (r.rolname = ANY(p.roles) OR 'public' = ANY(p.roles)))
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, pg_roles r
+		WHERE c.oid = $1::regclass AND r.rolname = current_user`, r.cfg.Table).Scan(&hidden); err == nil && hidden {
+		r.log.Error("outbox relay: row-level security hides the outbox's rows from this role: nothing will be relayed; "+
+			"give the relay's role a policy FOR ALL (examples/outbox/rls.sql) or BYPASSRLS", "table", r.cfg.Table)
+	}
 	var autovacuum string
 	if conn.QueryRow(ctx, "SHOW autovacuum").Scan(&autovacuum) == nil && autovacuum == "off" {
 		r.log.Warn("outbox relay: autovacuum is off: every relayed row leaves dead tuples that slow the relay down until the outbox is vacuumed; VACUUM it regularly", "table", r.cfg.Table)
 	}
 	leased := false
 	r.dirty, r.clean = true, false
+	var checked time.Time
 	for {
 		if !leased {
 			if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('sluice outbox lease'), hashtext($1::regclass::oid::text))", r.cfg.Table).Scan(&leased); err != nil {
@@ -260,6 +271,17 @@ func (r *relay) session(ctx context.Context) error {
 			}
 			if leased {
 				r.log.Info("outbox relay: holding the lease", "table", r.cfg.Table)
+			}
+		}
+		if leased && time.Since(checked) > time.Minute {
+			checked = time.Now()
+			var n int
+			if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+t+" WHERE seq IS NULL").Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				r.log.Error("outbox relay: committed rows without a commit number are never relayed: the numbering trigger could not update them "+
+					"(row-level security without a policy for the table's owner? trigger disabled?); see docs/outbox.md", "rows", n, "table", r.cfg.Table)
 			}
 		}
 		if leased {
