@@ -59,7 +59,7 @@ func TestOutboxSnippets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close(ctx)
+	t.Cleanup(func() { admin.Close(context.Background()) }) // after the schema is dropped
 	for _, q := range []string{
 		"CREATE SCHEMA " + schema,
 		"CREATE TABLE " + schema + ".scans (id int PRIMARY KEY, progress int NOT NULL DEFAULT 0)",
