@@ -96,12 +96,25 @@ const (
 
 // parked is a stream served by the poller.
 type parked struct {
+	// What the ticker reads of every stream on every scan comes first, on
+	// one cache line, so that a scan of thousands of streams touches one
+	// line per stream.
+	expiry int64 // credential expiry plus leeway, Unix ns; 0: never
+	// Written by the servicing writer, read by the ticker and, with
+	// lastDue, under c.mu by nextDue.
+	lastWrite atomic.Int64 // Unix ns
+	lastDue   atomic.Int64 // Unix ns: when the last write was due
+	blockedAt atomic.Int64 // Unix ns; 0 when not blocked
+	// Set by the servicing writer once outqEvery bytes were written since
+	// the ticker last measured the socket's unread output; read and
+	// cleared by the ticker.
+	measure atomic.Bool
+
 	pl     *poller
 	c      *conn
 	fd     int // non-blocking socket, owned by the poller
 	wr     *writer
 	opened time.Time
-	expiry int64 // credential expiry plus leeway, Unix ns; 0: never
 
 	// Guarded by c.mu.
 	queued     bool
@@ -114,22 +127,12 @@ type parked struct {
 	// (Unix ns), set when they were scheduled; 0: at their write.
 	due int64
 
-	// Written by the servicing writer, read by the ticker and, with
-	// lastDue, under c.mu by nextDue.
-	lastWrite atomic.Int64 // Unix ns
-	lastDue   atomic.Int64 // Unix ns: when the last write was due
-	blockedAt atomic.Int64 // Unix ns; 0 when not blocked
-
 	// Guarded by poller.mu: where the stream waits, and the generation of
 	// its entry in the delayed list (an entry of an older one is stale).
 	where uint8
 	gen   uint32
 
-	// Set by the servicing writer once outqEvery bytes were written since
-	// the ticker last measured the socket's unread output; read and
-	// cleared by the ticker. perEvent is the stream's mean bytes per event
-	// then.
-	measure  atomic.Bool
+	// The stream's mean bytes per event when measure was last set.
 	perEvent atomic.Int64
 	sent     atomic.Int64 // bytes the socket took in all
 	// Ticker only: the bytes the client had acknowledged at the last
@@ -173,7 +176,8 @@ type poller struct {
 	life     sync.RWMutex
 	stopping bool
 
-	yielders []*yielder // one a writer
+	yielders  []*yielder // one a writer
+	scanYield *yielder   // the ticker's, between shards of a scan
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -213,7 +217,7 @@ func newPoller(s *Server) (*poller, error) {
 	pl := &poller{s: s, ep: ep, evfd: evfd, coalesce: int64(max(s.cfg.WriteCoalesce, 0)),
 		wake: make(chan struct{}, n), stop: make(chan struct{})}
 	for range n {
-		y, err := newYielder()
+		y, err := newYielder(yieldEvery)
 		if err != nil {
 			pl.closeYielders()
 			_ = unix.Close(ep)
@@ -222,6 +226,14 @@ func newPoller(s *Server) (*poller, error) {
 		}
 		pl.yielders = append(pl.yielders, y)
 	}
+	sy, err := newYielder(scanYieldEvery)
+	if err != nil {
+		pl.closeYielders()
+		_ = unix.Close(ep)
+		_ = unix.Close(evfd)
+		return nil, err
+	}
+	pl.scanYield = sy
 	for i := range pl.table {
 		pl.table[i].m = make(map[uint64]*parked)
 	}
@@ -437,5 +449,8 @@ func (s *Server) stopPoller() {
 func (pl *poller) closeYielders() {
 	for _, y := range pl.yielders {
 		y.close()
+	}
+	if pl.scanYield != nil {
+		pl.scanYield.close()
 	}
 }

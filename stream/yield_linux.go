@@ -26,6 +26,7 @@ const (
 // goroutine reading it, so whatever else the poll finds runs too. A yield
 // costs a few microseconds, and never more than yieldWait.
 type yielder struct {
+	every   int64    // ns of work between two yields
 	fd      int      // eventfd, written by yield
 	f       *os.File // the same eventfd, read through the netpoller
 	back    chan struct{}
@@ -34,12 +35,13 @@ type yielder struct {
 	pending bool  // the eventfd was signalled and back not yet received
 }
 
-func newYielder() (*yielder, error) {
+// newYielder returns a yielder that yields after every ns of work.
+func newYielder(every time.Duration) (*yielder, error) {
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, err
 	}
-	y := &yielder{fd: fd, f: os.NewFile(uintptr(fd), "sluice-yield"), back: make(chan struct{}),
+	y := &yielder{every: int64(every), fd: fd, f: os.NewFile(uintptr(fd), "sluice-yield"), back: make(chan struct{}),
 		timer: time.NewTimer(time.Hour)}
 	y.timer.Stop()
 	go y.loop()
@@ -60,10 +62,10 @@ func (y *yielder) loop() {
 // rested records that the writer was idle at now: no yield is due.
 func (y *yielder) rested(now int64) { y.last = now }
 
-// maybe yields if the writer has worked for yieldEvery since it last did or
+// maybe yields if the writer has worked for y.every since it last did or
 // was idle.
 func (y *yielder) maybe(now int64) {
-	if now-y.last < int64(yieldEvery) {
+	if now-y.last < y.every {
 		return
 	}
 	if !y.pending {
