@@ -455,6 +455,9 @@ func (c *Config) Validate() error {
 		if c.PostgresURL == "" {
 			return errors.New("SLUICE_POSTGRES_URL: required with SLUICE_OUTBOX=postgres")
 		}
+		if err := outbox.CheckURL(c.PostgresURL); err != nil {
+			return fmt.Errorf("SLUICE_POSTGRES_URL: %w", err)
+		}
 		if err := outbox.CheckTable(c.OutboxTable); err != nil {
 			return fmt.Errorf("SLUICE_OUTBOX_TABLE: %w", err)
 		}

@@ -66,6 +66,15 @@ func CheckTable(name string) error {
 	return nil
 }
 
+// CheckURL reports whether url can be parsed as a PostgreSQL connection
+// string, without quoting it (it may hold a password).
+func CheckURL(url string) error {
+	if _, err := pgx.ParseConfig(url); err != nil {
+		return errors.New("not a PostgreSQL URL such as postgres://sluice_relay@db:5432/app?sslmode=verify-full")
+	}
+	return nil
+}
+
 // SQL returns the migration that creates the outbox table named table, its
 // dead-letter table <table>_dead, its commit-order sequence and trigger.
 func SQL(table string) (string, error) {
@@ -173,8 +182,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.URL == "" || cfg.Publish == nil {
 		return errors.New("outbox: Run needs a URL and a Publish function")
 	}
-	if _, err := pgx.ParseConfig(cfg.URL); err != nil {
-		return errors.New("outbox: SLUICE_POSTGRES_URL does not parse as a PostgreSQL URL")
+	if err := CheckURL(cfg.URL); err != nil {
+		return fmt.Errorf("outbox: SLUICE_POSTGRES_URL: %w", err)
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = DefaultPoll
