@@ -118,6 +118,7 @@ type Refused struct {
 	Reason string // e.g. "invalid-event: event type must look like resource.verb"
 }
 
+// Error says that the row was refused, and why.
 func (e *Refused) Error() string { return "outbox: row refused: " + e.Reason }
 
 // Row is one outbox row to publish.
