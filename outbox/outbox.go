@@ -16,7 +16,7 @@
 // record. Then the rows and records are deleted. A relay killed between
 // publish and delete leaves the records for the next lease holder, which
 // publishes the same rows under the same keys first, and every other row
-// alone under its own key until a batch has gone through: the broker
+// committed before it took the lease alone under its own key: the broker
 // publishes nothing again. A group with a row that can never be published
 // is published row by row instead, the bad rows moved to <table>_dead.
 package outbox
@@ -227,10 +227,14 @@ type relay struct {
 	// a session starts (an earlier holder may have died mid-batch) and
 	// after a failure.
 	dirty bool
-	// clean says no row left in the outbox may have been published under
-	// its own key: false when a session starts and after a failure, true
-	// after a batch without one. Only then are rows grouped.
-	clean bool
+	// alone is the last seq of the rows that may have been published
+	// under their own keys, by an earlier holder or an earlier failed
+	// attempt: such rows must be published alone again (under the same
+	// keys), never grouped. Set when the lease is taken (the outbox's
+	// highest seq: a dead holder can only have published rows that were
+	// committed before it died) and raised after a failure (the failed
+	// batch's highest seq). Only later rows are grouped.
+	alone int64
 }
 
 // session runs one database connection: take the lease, then relay batches
@@ -272,7 +276,7 @@ func (r *relay) session(ctx context.Context) error {
 		r.log.Warn("outbox relay: autovacuum is off: every relayed row leaves dead tuples that slow the relay down until the outbox is vacuumed; VACUUM it regularly", "table", r.cfg.Table)
 	}
 	leased := false
-	r.dirty, r.clean = true, false
+	r.dirty = true
 	var checked time.Time
 	for {
 		if !leased {
@@ -280,6 +284,9 @@ func (r *relay) session(ctx context.Context) error {
 				return err
 			}
 			if leased {
+				if err := conn.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM "+t).Scan(&r.alone); err != nil {
+					return err
+				}
 				r.log.Info("outbox relay: holding the lease", "table", r.cfg.Table)
 			}
 		}
@@ -421,7 +428,13 @@ func (r *relay) batch(ctx context.Context, conn *pgx.Conn) (n int, retry error, 
 	if res.failed != nil || len(res.refused) > 0 {
 		r.dirty = true // groups left recorded: publish them first
 	}
-	r.clean = res.failed == nil
+	if res.failed != nil {
+		for _, g := range groups {
+			for _, row := range g.rows {
+				r.alone = max(r.alone, row.Seq)
+			}
+		}
+	}
 	r.log.Debug("outbox relay: batch", "rows", n, "groups", len(groups),
 		"read", claimed.Sub(start), "publish", published.Sub(claimed), "delete", time.Since(published))
 	if m := r.cfg.Metrics; m != nil {
@@ -484,10 +497,10 @@ func (r *relay) pending(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 // A group of several rows is recorded before it is published (one durable
 // commit). A single row needs no record: it is published under its own key
 // ("outbox:<table>:<oid>:<seq>"), which any later attempt uses again
-// provided it too publishes that row alone — so until a batch has gone
-// through without a failure in this session (r.clean), every row is
-// published alone: an earlier holder, or an earlier failed attempt, may
-// have published any row not recorded under its own key.
+// provided it too publishes that row alone — so every row up to r.alone
+// is published alone: an earlier holder, or an earlier failed attempt, may
+// have published any row not recorded under its own key (a batch of the
+// groups an earlier holder recorded says nothing of its lone rows).
 func (r *relay) claim(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -510,7 +523,7 @@ func (r *relay) claim(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 		}
 		row.Data = []byte(data)
 		g := open[row.Channel]
-		if g == nil || len(g.rows) == maxGroup || !r.clean {
+		if g == nil || len(g.rows) == maxGroup || row.Seq <= r.alone || g.first <= r.alone {
 			g = &group{first: row.Seq}
 			open[row.Channel] = g
 			groups = append(groups, g)

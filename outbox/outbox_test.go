@@ -560,3 +560,70 @@ func TestRelayNonSuperuserOwnerUnderForcedRLS(t *testing.T) {
 	eventually(t, 10*time.Second, "relayed by the non-superuser owner", func() bool { return s.count() == 2 })
 	eventually(t, 5*time.Second, "deleted", func() bool { return remaining(t, owner, "sluice_outbox") == 0 })
 }
+
+// TestRelayTakeoverKeepsSingleRowKeys: a holder dies mid-batch after it
+// published a channel's lone row under the row's own key while another
+// channel's group was still in flight; the next holder publishes the
+// recorded group, then must publish that row alone again (under the same
+// key) rather than in a group with the rows that committed meanwhile
+// (under a group key: delivered twice).
+func TestRelayTakeoverKeepsSingleRowKeys(t *testing.T) {
+	u := testDB(t)
+	c := connect(t, u)
+	s := newSink()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	armed, dead := false, false
+	publish1 := func(ctx context.Context, key string, rows []Row) error {
+		mu.Lock()
+		a, d := armed, dead
+		mu.Unlock()
+		switch {
+		case d:
+			return errors.New("killed")
+		case a && len(rows) > 1:
+			<-release // killed while this group is in flight
+			return errors.New("killed")
+		}
+		return s.publish(ctx, key, rows)
+	}
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	done1 := make(chan struct{})
+	go func() {
+		defer close(done1)
+		_ = Run(ctx1, Config{URL: u, Poll: 20 * time.Millisecond, Batch: 50, Publish: publish1})
+	}()
+	defer func() { close(release); cancel1(); <-done1 }()
+	insert(t, c, true, [3]string{"a:1:x", "doc.updated", `"a0"`})
+	eventually(t, 10*time.Second, "the first row published", func() bool { return s.count() == 1 })
+	insert(t, c, true, [3]string{"a:1:x", "doc.updated", `"a1"`})
+	eventually(t, 10*time.Second, "a clean batch", func() bool { return s.count() == 2 })
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	// One batch: a group of a:1:x (in flight forever), b:1:x's lone row.
+	insert(t, c, true, [3]string{"a:1:x", "doc.updated", `"a2"`}, [3]string{"a:1:x", "doc.updated", `"a3"`},
+		[3]string{"b:1:x", "doc.updated", `"b0"`})
+	eventually(t, 10*time.Second, "the lone row published", func() bool { return s.count() == 3 })
+	insert(t, c, true, [3]string{"b:1:x", "doc.updated", `"b1"`})
+	// SIGKILL: its connection (and lease) goes, nothing more is published.
+	mu.Lock()
+	dead = true
+	mu.Unlock()
+	var killed bool
+	if err := c.QueryRow(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND objsubid = 2
+		AND classid::bigint = hashtext('sluice outbox lease')::bigint & 4294967295
+		AND objid::bigint = hashtext('sluice_outbox'::regclass::oid::text)::bigint & 4294967295`).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminating the lease holder: %v %v", killed, err)
+	}
+	startRelay(t, u, s, 20*time.Millisecond)
+	eventually(t, 10*time.Second, "the rest published", func() bool {
+		return remaining(t, c, "sluice_outbox") == 0 && remaining(t, c, "sluice_outbox_inflight") == 0
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, b := strings.Join(s.byCh["a:1:x"], ","), strings.Join(s.byCh["b:1:x"], ","); a != `"a0","a1","a2","a3"` || b != `"b0","b1"` {
+		t.Fatalf("published a:1:x %s, b:1:x %s; want a0,a1,a2,a3 and b0,b1, each once", a, b)
+	}
+}
