@@ -67,16 +67,21 @@ type Conns struct {
 // pending is one counted connection, in two intrusive lists: the server's
 // and its address's, oldest first.
 type pending struct {
-	c          net.Conn
-	addr       *pendingList // nil when exempt
-	key        string
-	fresh      bool // a new connection, not an idle one
-	prev, next *pending
-	aPrev      *pending
-	aNext      *pending
+	c     net.Conn
+	addr  *pendingList // nil when exempt
+	key   string
+	fresh bool                             // a new connection, not an idle one
+	links [2]struct{ prev, next *pending } // in the lists of kind listAll, listAddr
 }
 
+// The kinds of pendingList, each using its own links of a pending.
+const (
+	listAll = iota
+	listAddr
+)
+
 type pendingList struct {
+	kind       int // listAll or listAddr
 	head, tail *pending
 	n          int
 }
@@ -134,15 +139,15 @@ func (cs *Conns) add(c net.Conn, fresh bool) {
 			p.key = key
 			p.addr = cs.byAddr[key]
 			if p.addr == nil {
-				p.addr = &pendingList{}
+				p.addr = &pendingList{kind: listAddr}
 				cs.byAddr[key] = p.addr
 			}
 		}
 	}
 	cs.byConn[c] = p
-	cs.all.pushAll(p)
+	cs.all.push(p)
 	if p.addr != nil {
-		p.addr.pushAddr(p)
+		p.addr.push(p)
 		for p.addr.n > cs.cfg.MaxPendingPerAddr {
 			v := p.addr.head
 			victims = append(victims, victim{v, http.StatusTooManyRequests})
@@ -170,19 +175,21 @@ func (cs *Conns) add(c net.Conn, fresh bool) {
 // remove takes p out of every list; mu is held.
 func (cs *Conns) remove(p *pending) {
 	delete(cs.byConn, p.c)
-	cs.all.dropAll(p)
+	cs.all.drop(p)
 	if p.addr != nil {
-		p.addr.dropAddr(p)
+		p.addr.drop(p)
 		if p.addr.n == 0 {
 			delete(cs.byAddr, p.key)
 		}
 	}
 }
 
-func (l *pendingList) pushAll(p *pending) {
-	p.prev, p.next = l.tail, nil
+// push appends p to l.
+func (l *pendingList) push(p *pending) {
+	lk := &p.links[l.kind]
+	lk.prev, lk.next = l.tail, nil
 	if l.tail != nil {
-		l.tail.next = p
+		l.tail.links[l.kind].next = p
 	} else {
 		l.head = p
 	}
@@ -190,44 +197,20 @@ func (l *pendingList) pushAll(p *pending) {
 	l.n++
 }
 
-func (l *pendingList) dropAll(p *pending) {
-	if p.prev != nil {
-		p.prev.next = p.next
+// drop takes p out of l.
+func (l *pendingList) drop(p *pending) {
+	lk := &p.links[l.kind]
+	if lk.prev != nil {
+		lk.prev.links[l.kind].next = lk.next
 	} else {
-		l.head = p.next
+		l.head = lk.next
 	}
-	if p.next != nil {
-		p.next.prev = p.prev
+	if lk.next != nil {
+		lk.next.links[l.kind].prev = lk.prev
 	} else {
-		l.tail = p.prev
+		l.tail = lk.prev
 	}
-	p.prev, p.next = nil, nil
-	l.n--
-}
-
-func (l *pendingList) pushAddr(p *pending) {
-	p.aPrev, p.aNext = l.tail, nil
-	if l.tail != nil {
-		l.tail.aNext = p
-	} else {
-		l.head = p
-	}
-	l.tail = p
-	l.n++
-}
-
-func (l *pendingList) dropAddr(p *pending) {
-	if p.aPrev != nil {
-		p.aPrev.aNext = p.aNext
-	} else {
-		l.head = p.aNext
-	}
-	if p.aNext != nil {
-		p.aNext.aPrev = p.aPrev
-	} else {
-		l.tail = p.aPrev
-	}
-	p.aPrev, p.aNext = nil, nil
+	lk.prev, lk.next = nil, nil
 	l.n--
 }
 
