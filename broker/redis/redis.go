@@ -568,24 +568,12 @@ func (b *Broker) Since(ctx context.Context, ch channel.Name, after event.Positio
 }
 
 func (b *Broker) since(ctx context.Context, ch channel.Name, after event.Position, limit int) ([]*event.Event, bool, error) {
-	name := ch.String()
-	r := b.execMulti(ctx, since, []valkey.LuaExec{{
-		Keys: []string{b.metaKey(name), b.streamKey(name)},
-		Args: []string{strconv.FormatUint(after.Offset+1, 10), strconv.Itoa(max(limit, 1))},
-	}})[0]
-	vs, err := r.ToArray()
+	head, entries, err := b.readHistory(ctx, ch, after.Offset+1, limit)
 	if err != nil {
 		return nil, false, err
 	}
-	if len(vs) == 0 { // no epoch: history lost, expired or never there
+	if head.Epoch == 0 { // no epoch: history lost, expired or never there
 		return nil, after == event.Position{}, nil
-	}
-	if len(vs) != 3 {
-		return nil, false, fmt.Errorf("unexpected since reply of %d values", len(vs))
-	}
-	head, err := positionOf(vs[:2])
-	if err != nil {
-		return nil, false, err
 	}
 	if after == (event.Position{}) {
 		after.Epoch = head.Epoch // from the first event, if history holds it
@@ -596,10 +584,6 @@ func (b *Broker) since(ctx context.Context, ch channel.Name, after event.Positio
 	missing := head.Offset - after.Offset
 	if missing == 0 {
 		return nil, true, nil
-	}
-	entries, err := vs[2].ToArray()
-	if err != nil {
-		return nil, false, err
 	}
 	cutoff := b.opts.Now().Add(-b.opts.HistoryTTL).UnixNano()
 	n := min(uint64(max(limit, 0)), missing)
