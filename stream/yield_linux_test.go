@@ -18,21 +18,7 @@ func TestYieldPollsNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer y.close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := tcpPair(t)
 
 	read := make(chan struct{}, 1)
 	parked := make(chan struct{})
@@ -83,21 +69,7 @@ func TestScanPollsNetwork(t *testing.T) {
 		pl.table[pl.shard(id)].m[id] = p
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := tcpPair(t)
 
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var read atomic.Bool
@@ -124,4 +96,26 @@ func TestScanPollsNetwork(t *testing.T) {
 		t.Fatalf("the reader did not run during a scan of %v", took)
 	}
 	t.Logf("scan of %v; the reader ran meanwhile", took)
+}
+
+// tcpPair returns the two ends of a loopback TCP connection, closed at
+// cleanup.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }
