@@ -18,7 +18,7 @@ import (
 	"github.com/sluicehq/sluice/tenant"
 )
 
-// Config is the whole configuration of a Sluice gateway (SPEC §10). Its zero
+// Config is the whole configuration of a Sluice gateway (protocol.md §10). Its zero
 // value means the defaults; LoadConfig fills it from SLUICE_* environment
 // variables and flags, and Validate checks it before anything starts.
 type Config struct {
@@ -101,7 +101,7 @@ type Config struct {
 
 // MaxChannelsLimit is the highest SLUICE_MAX_CHANNELS: the cursor of a
 // stream names each of its channels in at most 47 bytes plus a separator, and
-// a cursor is at most 1024 bytes (SPEC §5).
+// a cursor is at most 1024 bytes (protocol.md §5).
 const MaxChannelsLimit = 21
 
 // setting is one configuration variable: its environment name, the flag
@@ -173,7 +173,7 @@ func num(p func(*Config) *int) func(*Config, string) error {
 	}
 }
 
-// settings lists every variable of SPEC §10 and the ones Sluice adds, in the
+// settings lists every variable of protocol.md §10 and the ones Sluice adds, in the
 // order of the README's table.
 var settings = []setting{
 	{"SLUICE_ADDR", ":8080", "listen address (127.0.0.1:8080 with --dev)", str(func(c *Config) *string { return &c.Addr })},
@@ -272,7 +272,7 @@ var settings = []setting{
 	{"SLUICE_LOG_FORMAT", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 }
 
-// DefaultConfig returns the configuration with every default of SPEC §10.
+// DefaultConfig returns the configuration with every default of protocol.md §10.
 func DefaultConfig() Config {
 	var c Config
 	for _, s := range settings {

@@ -89,7 +89,7 @@ func WithBroker(b broker.Broker) Option { return func(o *options) { o.broker = b
 func WithMetrics(m metrics.Recorder) Option { return func(o *options) { o.metrics = m } }
 
 // WithMembership uses m as the membership source instead of the one
-// Config.Membership names: the hook for a library user's own source (SPEC §3).
+// Config.Membership names: the hook for a library user's own source (protocol.md §3).
 func WithMembership(m tenant.Membership) Option { return func(o *options) { o.membership = m } }
 
 // WithRoutes lets the caller add routes to the gateway's mux, inside its CORS,
@@ -273,11 +273,11 @@ func (g *Gateway) mountRoutes(feature []routes.Route, extra func(*Gateway, *http
 	return g.routes(feature, extra)
 }
 
-// Handler returns the gateway's HTTP handler: every endpoint of SPEC §4–§8,
+// Handler returns the gateway's HTTP handler: every endpoint of protocol.md §4–§8,
 // with CORS.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
-// Stream returns a stream endpoint whose channels resolve decides (SPEC §3,
+// Stream returns a stream endpoint whose channels resolve decides (protocol.md §3,
 // layer 1); authentication, the tenant gate, streaming and resume are the
 // gateway's. Mount it on any route of the service's own mux, or with
 // WithRoutes. A *channel.Error that resolve returns (channel.Make's, for a
@@ -296,7 +296,7 @@ func (g *Gateway) Config() Config { return g.cfg }
 // Open returns the number of open streams on this instance.
 func (g *Gateway) Open() int { return g.streams.Open() }
 
-// Shutdown drains the gateway (SPEC §6 shutting-down): readiness turns 503,
+// Shutdown drains the gateway (protocol.md §6 shutting-down): readiness turns 503,
 // every open stream is told to reconnect elsewhere with a spread-out retry
 // hint, and new stream requests get the same answer. It returns when every
 // stream has been told, or with ctx's error.
@@ -359,7 +359,7 @@ func (g *Gateway) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(g.promReg, promhttp.HandlerOpts{})
 }
 
-// startIngest runs the django-eventstream ingest (SPEC §9) until Close.
+// startIngest runs the django-eventstream ingest (protocol.md §9) until Close.
 func (g *Gateway) startIngest(cfg Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g.ingest, g.ingDone = cancel, make(chan struct{})
@@ -381,7 +381,7 @@ func (g *Gateway) startIngest(cfg Config) {
 	}()
 }
 
-// startOutbox runs the outbox relay (SPEC §7, docs/outbox.md) until Close:
+// startOutbox runs the outbox relay (protocol.md §7, docs/outbox.md) until Close:
 // each group of rows is published with PublishIdempotent under the
 // relay's key; a refusal like a bad POST /publish's is an outbox.Refused.
 func (g *Gateway) startOutbox(cfg Config) {

@@ -26,7 +26,7 @@ import (
 )
 
 // routes builds the mux of every endpoint, wrapped with CORS and logging.
-// Every error, 404 and 405 included, is a problem+json body (SPEC §4).
+// Every error, 404 and 405 included, is a problem+json body (protocol.md §4).
 func (g *Gateway) routes(feature []routes.Route, extra func(*Gateway, *http.ServeMux)) (h http.Handler, err error) {
 	mux := http.NewServeMux()
 	for _, rt := range feature {
@@ -209,7 +209,7 @@ func only(m string, h http.Handler) http.Handler {
 	})
 }
 
-// cors implements SPEC §4 CORS on every endpoint: an allowed origin is echoed
+// cors implements protocol.md §4 CORS on every endpoint: an allowed origin is echoed
 // with credentials allowed, a preflight is answered 204, any other origin
 // gets no grant.
 func (g *Gateway) cors(next http.Handler) http.Handler {

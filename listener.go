@@ -13,7 +13,7 @@ import (
 )
 
 // ProblemListener wraps ln so that the few errors net/http answers itself,
-// before any handler runs, are problem+json like every other error (SPEC
+// before any handler runs, are problem+json like every other error (protocol.md
 // §4): a malformed request line or header (400 bad_request), a head past
 // the hard ceiling of NewHTTPServer (431 headers_too_large), an unknown
 // Transfer-Encoding (501 not_implemented), an HTTP version other than 1.x

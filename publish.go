@@ -15,7 +15,7 @@ import (
 	"github.com/sluicehq/sluice/problem"
 )
 
-// MaxBatch is the largest batch POST /publish accepts (SPEC §7).
+// MaxBatch is the largest batch POST /publish accepts (protocol.md §7).
 const MaxBatch = 1000
 
 // Event is one event to publish: the JSON shape of POST /publish and the

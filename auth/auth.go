@@ -12,7 +12,7 @@ import (
 	"github.com/sluicehq/sluice/problem"
 )
 
-// Authenticator turns requests into principals (SPEC §2). It is safe for
+// Authenticator turns requests into principals (protocol.md §2). It is safe for
 // concurrent use. Close releases the JWKS refresh, if any.
 type Authenticator struct {
 	jwt       *verifier // nil: JWTs are not accepted
@@ -117,10 +117,10 @@ func (a *Authenticator) Algorithms() []string {
 }
 
 // Leeway returns the configured clock-skew allowance. A credential is valid
-// until its Expiry plus Leeway; streams end then (SPEC §6).
+// until its Expiry plus Leeway; streams end then (protocol.md §6).
 func (a *Authenticator) Leeway() time.Duration { return a.leeway }
 
-// Authenticate authenticates r (SPEC §2):
+// Authenticate authenticates r (protocol.md §2):
 //
 //   - An Authorization header, when present, is the only credential looked
 //     at: "Bearer <JWT>" or "Api-Key <key>" (schemes are case-insensitive).

@@ -16,7 +16,7 @@ import (
 	"github.com/sluicehq/sluice/problem"
 )
 
-// TestJWTClaims covers the claim rules of SPEC §2 with an HS256 secret.
+// TestJWTClaims covers the claim rules of protocol.md §2 with an HS256 secret.
 func TestJWTClaims(t *testing.T) {
 	now := epoch
 	tests := []struct {
@@ -258,7 +258,7 @@ func TestHasVerifier(t *testing.T) {
 	}
 }
 
-// TestCredentialSources covers where credentials are looked for (SPEC §2).
+// TestCredentialSources covers where credentials are looked for (protocol.md §2).
 func TestCredentialSources(t *testing.T) {
 	now := epoch
 	a := newAuth(t, auth.Config{JWTSecret: secret, APIKeysFile: apiKeysFile(t), Tickets: &auth.MemoryTickets{},

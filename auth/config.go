@@ -8,7 +8,7 @@ import (
 
 // Config configures an Authenticator. Its zero value configures nothing; New
 // refuses it with ErrNoVerifier. Each field documents the SLUICE_* variable
-// that fills it (SPEC §10).
+// that fills it (protocol.md §10).
 type Config struct {
 	// JWTSecret is the HMAC secret that verifies HS256, HS384 and HS512 tokens
 	// (SLUICE_JWT_SECRET). Use at least 32 random bytes.
@@ -72,12 +72,12 @@ type Config struct {
 	// hash or an unknown field fails the start with an error naming the entry.
 	APIKeysFile string
 
-	// Tickets stores stream tickets (SPEC §2). Nil means tickets are not
+	// Tickets stores stream tickets (protocol.md §2). Nil means tickets are not
 	// supported: IssueTicket fails with ErrNoTicketStore and a presented
 	// ticket is refused with 401.
 	Tickets TicketStore
 
-	// Revocations tells which credentials were revoked (SPEC §6). Nil means
+	// Revocations tells which credentials were revoked (protocol.md §6). Nil means
 	// none ever are.
 	Revocations Revocations
 
@@ -108,7 +108,7 @@ var ErrNoVerifier = errors.New("auth: no key to verify JWTs and no API key file:
 
 // HasVerifier reports whether c configures at least one way to verify a
 // credential: a JWT secret, a public key file, a JWKS URL or an API key file.
-// A server refuses to start without one (SPEC §10).
+// A server refuses to start without one (protocol.md §10).
 func (c Config) HasVerifier() bool {
 	return c.hasJWT() || c.APIKeysFile != ""
 }

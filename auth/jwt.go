@@ -328,7 +328,7 @@ func (v *verifier) verify(ctx context.Context, token string) (Principal, error) 
 	return p, nil
 }
 
-// check applies the claim rules of SPEC §2 to a strictly decoded claim set,
+// check applies the claim rules of protocol.md §2 to a strictly decoded claim set,
 // names matched exactly. The registered claims come first (their types,
 // exp required, nbf, iat not in the future, iss, aud, then expiry), then
 // Sluice's own (token_type and typ, the user, the tenant). Errors are
@@ -372,7 +372,7 @@ func (v *verifier) check(c map[string]json.RawMessage) (Principal, error) {
 		return Principal{}, claimError("token not valid yet")
 	case has[2] && iat.After(ceilSecond(now).Add(v.leeway)):
 		// A credential issued in the future would escape every revocation
-		// made before its iat (SPEC §6). iat counts whole seconds, so the
+		// made before its iat (protocol.md §6). iat counts whole seconds, so the
 		// second now ends in is not the future: an issuer's clock a few
 		// milliseconds ahead, across a second boundary, is not refused.
 		return Principal{}, claimError("token issued in the future (iat)")

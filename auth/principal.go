@@ -1,4 +1,4 @@
-// Package auth authenticates requests into a Principal (SPEC §2): Bearer JWTs,
+// Package auth authenticates requests into a Principal (protocol.md §2): Bearer JWTs,
 // Api-Key headers, the ?access_token= fallback of the stream endpoint, and
 // single-use stream tickets.
 package auth
@@ -73,7 +73,7 @@ func (p Principal) GoString() string {
 // role, reads the claims of the JWT the principal was authenticated with:
 // directly, through ?access_token=, or through a ticket issued for it (a
 // ticket carries the credential it was issued for). The signature and the
-// rules of SPEC §2 were checked by Authenticate; the claims are read-only:
+// rules of protocol.md §2 were checked by Authenticate; the claims are read-only:
 // every call decodes them afresh from the credential, so a caller may change
 // what it gets without affecting anyone else. API keys carry no claims.
 // Values decode as encoding/json decodes into an any, except that numbers

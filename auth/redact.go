@@ -11,7 +11,7 @@ const Redacted = "REDACTED"
 
 // RedactQuery returns rawQuery with the values of the access_token and
 // ticket parameters replaced by "REDACTED", everything else kept byte for
-// byte (SPEC §2: tokens never reach logs). It errs on the side of hiding:
+// byte (protocol.md §2: tokens never reach logs). It errs on the side of hiding:
 // keys match after unescaping and in any letter case, and parameters are
 // split on ';' as well as '&', so a token is hidden even where the server
 // would not have read it.

@@ -9,7 +9,7 @@ import (
 	"github.com/sluicehq/sluice/problem"
 )
 
-// Revocations answers which credentials were revoked (SPEC §6, POST /revoke).
+// Revocations answers which credentials were revoked (protocol.md §6, POST /revoke).
 // Revocations live in the broker, so that every instance sees them.
 //
 // Implementations are safe for concurrent use. An error means the source
@@ -21,7 +21,7 @@ type Revocations interface {
 	RevokedAt(ctx context.Context, tenant, user string) (at time.Time, ok bool, err error)
 }
 
-// Revoked reports whether a revocation at time at refuses p (SPEC §6):
+// Revoked reports whether a revocation at time at refuses p (protocol.md §6):
 //
 //   - a JWT whose iat, in whole seconds, is not later than at, or that has
 //     no iat;

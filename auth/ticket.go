@@ -18,7 +18,7 @@ import (
 	"github.com/sluicehq/sluice/problem"
 )
 
-// TicketStore keeps stream tickets (SPEC §2). Tickets live in the broker, so
+// TicketStore keeps stream tickets (protocol.md §2). Tickets live in the broker, so
 // that one issued by any instance is accepted by every instance.
 //
 // The id passed in is not the ticket a client holds but the hex SHA-256 of

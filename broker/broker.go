@@ -71,7 +71,7 @@ type Subscription interface {
 }
 
 // Revocation withdraws a user's access to a tenant (User empty: every user of
-// the tenant) at a point in time (SPEC §6).
+// the tenant) at a point in time (protocol.md §6).
 type Revocation struct {
 	Tenant string
 	User   string

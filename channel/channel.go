@@ -1,4 +1,4 @@
-// Package channel builds and parses Sluice channel names (SPEC §1).
+// Package channel builds and parses Sluice channel names (protocol.md §1).
 //
 // A channel name has exactly three segments separated by ':':
 //

@@ -1,4 +1,4 @@
-// Package client subscribes to Sluice streams (SPEC §4–§6) from Go.
+// Package client subscribes to Sluice streams (protocol.md §4–§6) from Go.
 //
 // Subscribe opens a Stream that reconnects by itself: it honours the server's
 // retry field with jitter and exponential backoff on failures, resumes from the
@@ -27,7 +27,7 @@ import (
 	"time"
 )
 
-// Stream conditions of the stream-error event (SPEC §6).
+// Stream conditions of the stream-error event (protocol.md §6).
 const (
 	ConditionTokenExpired  = "token-expired"
 	ConditionAccessRevoked = "access-revoked"
@@ -35,7 +35,7 @@ const (
 	ConditionShuttingDown  = "shutting-down"
 )
 
-// Server event types reserved by SPEC §4–§6.
+// Server event types reserved by protocol.md §4–§6.
 const (
 	TypeStreamOpen  = "stream-open"
 	TypeStreamReset = "stream-reset"
@@ -307,7 +307,7 @@ func (s *Stream) handle(ev Event) (Item, error) {
 			s.err = ErrAccessRevoked
 		case ConditionTokenExpired:
 			// A fresh connection with a fresh token, at once; the cursor
-			// travels in the query as SPEC §5 suggests for this case.
+			// travels in the query as protocol.md §5 suggests for this case.
 			s.queryCursor = true
 			s.wait = 0
 		default:

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// fake is an SSE server following SPEC §4 framing. Each connection runs the
+// fake is an SSE server following protocol.md §4 framing. Each connection runs the
 // handler with its zero-based index; requests are recorded.
 type fake struct {
 	srv    *httptest.Server

@@ -73,7 +73,7 @@ func (s *sseStream) expectDrainEnd(lo, hi int) {
 	}
 }
 
-// SIGTERM drains (SPEC §6 shutting-down), with the memory broker.
+// SIGTERM drains (protocol.md §6 shutting-down), with the memory broker.
 func TestDrainOnSIGTERM(t *testing.T) {
 	p := startSluice(t, "drain", map[string]string{
 		"SLUICE_RETRY":         "1s",

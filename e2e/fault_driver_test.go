@@ -26,7 +26,7 @@ import (
 	"github.com/sluicehq/sluice/internal/faultcheck"
 )
 
-// The fault tests (SPEC §9: each acknowledged event reaches every open
+// The fault tests (protocol.md §9: each acknowledged event reaches every open
 // stream of its channel, or that stream gets stream-reset covering it) run
 // real sluice processes on a redis-server of their own, subscribers that
 // reconnect to any instance with Last-Event-ID, and a publisher of

@@ -80,7 +80,7 @@ func TestFaultRedisRestartEmpty(t *testing.T) {
 	}
 }
 
-// SIGTERM drains one instance (SPEC §6 shutting-down): its clients resume on
+// SIGTERM drains one instance (protocol.md §6 shutting-down): its clients resume on
 // the other with nothing lost and no reset; it exits 0 and is started again.
 func TestFaultDrain(t *testing.T) {
 	faultTest(t)

@@ -141,7 +141,7 @@ func tlsPing(port int, pool *x509.CertPool) bool {
 	return line == "+PONG\r\n"
 }
 
-// The Redis broker over TLS (rediss://, SPEC §9) against a real TLS
+// The Redis broker over TLS (rediss://, protocol.md §9) against a real TLS
 // redis-server, trusting its CA through SSL_CERT_FILE: a stream opens, a
 // publish reaches it. Without the CA the instance is not ready and says why.
 func TestRedisTLS(t *testing.T) {

@@ -289,7 +289,7 @@ func TestRedisRestart(t *testing.T) {
 	}
 
 	// A cursor of before the restart: the restarted Redis has no history
-	// (no persistence), so SPEC §9: stream-reset, then live.
+	// (no persistence), so protocol.md §9: stream-reset, then live.
 	old := a.open("resumed from before the restart", before, ch)
 	old.expectOpen()
 	if r := old.expectReset(); r != "history-unavailable" {

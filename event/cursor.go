@@ -14,7 +14,7 @@ import (
 	"github.com/sluicehq/sluice/channel"
 )
 
-// A cursor (SPEC §5) is the position of a stream in every channel of its
+// A cursor (protocol.md §5) is the position of a stream in every channel of its
 // subscription: one segment per channel joined by '.'. A segment is the
 // unpadded base64url encoding of
 //
@@ -30,7 +30,7 @@ import (
 // id of an event by joining cached segments: the expensive part (the MAC) is
 // computed once per event, not once per subscriber.
 
-// MaxCursorLen is the longest cursor Sluice reads or writes (SPEC §5).
+// MaxCursorLen is the longest cursor Sluice reads or writes (protocol.md §5).
 const MaxCursorLen = 1024
 
 const (
@@ -164,7 +164,7 @@ func (c *Codec) Encode(chs []channel.Name, pos []Position) string {
 
 // Decode reads cursor for a subscription to chs. For each channel it reports
 // the position the cursor names and whether the cursor names it at all;
-// segments of channels not in chs are ignored (SPEC §5). An error means the
+// segments of channels not in chs are ignored (protocol.md §5). An error means the
 // cursor as a whole is unreadable.
 func (c *Codec) Decode(cursor string, chs []channel.Name) (pos []Position, named []bool, err error) {
 	if len(cursor) == 0 || len(cursor) > MaxCursorLen {

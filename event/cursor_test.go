@@ -354,8 +354,8 @@ func TestCursorSyntax(t *testing.T) {
 }
 
 // TestCursorWorstCase computes the longest cursor Sluice writes for the most
-// channels a stream may have (SPEC §4: 16): the longest names and the largest
-// epochs and offsets. It must stay within SPEC §5's 1024 bytes.
+// channels a stream may have (protocol.md §4: 16): the longest names and the largest
+// epochs and offsets. It must stay within protocol.md §5's 1024 bytes.
 func TestCursorWorstCase(t *testing.T) {
 	c := NewCodec(testKey)
 	chs := make([]channel.Name, 16)

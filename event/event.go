@@ -1,5 +1,5 @@
-// Package event holds Sluice's event types, the event-name rules of SPEC §7,
-// the cursor codec of SPEC §5 and the SSE frame encoder of SPEC §4.
+// Package event holds Sluice's event types, the event-name rules of protocol.md §7,
+// the cursor codec of protocol.md §5 and the SSE frame encoder of protocol.md §4.
 //
 // An Event is encoded once, when the first stream needs it, and the bytes are
 // shared by every subscriber of its channel.
@@ -87,7 +87,7 @@ func (e *Event) Frame(c *Codec) (frame []byte, seg string, body []byte) {
 // Reserved is the prefix of event names only the server emits.
 const Reserved = "stream-"
 
-// Event types the server emits (SPEC §4–§6).
+// Event types the server emits (protocol.md §4–§6).
 const (
 	TypeOpen  = "stream-open"
 	TypeReset = "stream-reset"
@@ -103,7 +103,7 @@ var (
 // MaxTypeLen bounds an event name.
 const MaxTypeLen = 256
 
-// ValidType reports whether t is a publishable event name (SPEC §7).
+// ValidType reports whether t is a publishable event name (protocol.md §7).
 func ValidType(t string) error {
 	if strings.HasPrefix(t, Reserved) {
 		return ErrTypeReserved

@@ -82,7 +82,7 @@ func TestValidType(t *testing.T) {
 }
 
 // FuzzValidType checks ValidType against a direct reading of the rule of
-// SPEC §7: ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$, at most MaxTypeLen bytes,
+// protocol.md §7: ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$, at most MaxTypeLen bytes,
 // nothing starting with "stream-".
 func FuzzValidType(f *testing.F) {
 	for _, s := range []string{"scan.progress", "a..b", "stream-x.y", "A.b", "a.1b", ""} {

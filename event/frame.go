@@ -40,7 +40,7 @@ func AppendRetry(b []byte, ms int64) []byte {
 	return append(b, '\n')
 }
 
-// KeepAlive is the comment an idle stream carries (SPEC §4).
+// KeepAlive is the comment an idle stream carries (protocol.md §4).
 var KeepAlive = []byte(": keep-alive\n\n")
 
 func appendInt(b []byte, v int64) []byte {

@@ -1,4 +1,4 @@
--- Sluice outbox (SPEC §7, docs/outbox.md). `sluice outbox init` runs this
+-- Sluice outbox (protocol.md §7, docs/outbox.md). `sluice outbox init` runs this
 -- file with sluice_outbox replaced by SLUICE_OUTBOX_TABLE; it may be run
 -- again (every statement is idempotent). Run it as the role that will own
 -- the table: the relay's role, or a role whose grants docs/outbox.md lists.

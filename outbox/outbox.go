@@ -1,5 +1,5 @@
 // Package outbox relays rows committed to a PostgreSQL outbox table as
-// publishes (SPEC §7, docs/outbox.md): an application inserts an event in
+// publishes (protocol.md §7, docs/outbox.md): an application inserts an event in
 // the same transaction as the change it announces, and the relay publishes
 // it once the transaction has committed — never a rolled-back row, never a
 // committed row lost or published twice, per channel in commit order.

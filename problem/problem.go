@@ -1,6 +1,6 @@
 // Package problem writes HTTP errors as RFC 9457 problem details
 // (application/problem+json), the one error format of every Sluice endpoint
-// (SPEC §4).
+// (protocol.md §4).
 package problem
 
 import (
@@ -97,7 +97,7 @@ const Realm = "sluice"
 
 // Write renders p. Every 401 carries WWW-Authenticate: Bearer realm="sluice",
 // with error="invalid_token" unless the request presented no credential at all
-// (SPEC §2).
+// (protocol.md §2).
 func Write(w http.ResponseWriter, p *Problem) {
 	h := w.Header()
 	if p.Status == http.StatusUnauthorized {

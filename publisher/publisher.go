@@ -1,5 +1,5 @@
 // Package publisher is a Go client for Sluice's HTTP publishing API
-// (POST /publish, SPEC §7), for services that publish from another process
+// (POST /publish, protocol.md §7), for services that publish from another process
 // than the gateway's. (A service that embeds the gateway publishes
 // in-process with Gateway.Publish.)
 //
@@ -14,7 +14,7 @@
 // gateway answers the first ids (within SLUICE_HISTORY_TTL, on any instance).
 //
 // Every refusal from the gateway is an *Error carrying the problem's status
-// and machine code (SPEC §4), so callers branch with errors.As.
+// and machine code (protocol.md §4), so callers branch with errors.As.
 package publisher
 
 import (
@@ -33,7 +33,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// MaxBatch is the largest batch the gateway accepts (SPEC §7).
+// MaxBatch is the largest batch the gateway accepts (protocol.md §7).
 const MaxBatch = 1000
 
 // Event is one event to publish: the JSON shape of POST /publish.
@@ -70,10 +70,10 @@ func (e *Error) Error() string {
 // (429, 502, 503, 504). Client retries these itself before returning them.
 func (e *Error) Temporary() bool { return retryable(e.Status) }
 
-// Machine codes a publish may be refused with (SPEC §4, §7).
+// Machine codes a publish may be refused with (protocol.md §4, §7).
 const (
 	CodeInvalidJSON       = "invalid_json"        // 400: the body is not the expected JSON
-	CodeMalformedChannel  = "malformed_channel"   // 400: a channel name breaks SPEC §1
+	CodeMalformedChannel  = "malformed_channel"   // 400: a channel name breaks protocol.md §1
 	CodeInvalidEvent      = "invalid_event"       // 400: bad event name, or data missing or not JSON
 	CodeEmptyBatch        = "empty_batch"         // 400: a batch with no event
 	CodeMissingCreds      = "missing_credentials" // 401: no publisher key sent

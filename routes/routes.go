@@ -1,7 +1,7 @@
 // Package routes turns a configuration file of feature endpoints into stream
 // routes: a path such as /api/v1/scans/{id}/events mapped to channel
 // templates, each with an authorizer that decides, per request, whether the
-// caller may read the resource (SPEC §3, layer 1). The tenant gate (layer 2)
+// caller may read the resource (protocol.md §3, layer 1). The tenant gate (layer 2)
 // runs after it in every case.
 //
 // The file is JSON:

@@ -171,7 +171,7 @@ func parseChannel(s string, wild []string) (chanTemplate, error) {
 // the meaning of an authorizer URL's path.
 var errDotSegment = errors.New("routes: \".\" and \"..\" are not resource ids here")
 
-// checkValue reports whether a path value is a valid resource id (SPEC §1):
+// checkValue reports whether a path value is a valid resource id (protocol.md §1):
 // 1–128 characters from [A-Za-z0-9._~-], and not "." or "..".
 func checkValue(v string) error {
 	if v == "" || len(v) > channel.MaxResourceLen {

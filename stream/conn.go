@@ -11,7 +11,7 @@ import (
 	"github.com/sluicehq/sluice/event"
 )
 
-// Conditions of the final stream-error event (SPEC §6).
+// Conditions of the final stream-error event (protocol.md §6).
 const (
 	CondTokenExpired  = "token-expired"
 	CondAccessRevoked = "access-revoked"

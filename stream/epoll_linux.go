@@ -96,7 +96,7 @@ func (pl *poller) tickLoop() {
 // shard's lock.
 const scanYieldEvery = 100 * time.Microsecond
 
-// scan marks keep-alives due, ends streams whose credential expired (SPEC §6:
+// scan marks keep-alives due, ends streams whose credential expired (protocol.md §6:
 // within a tick after expiry plus leeway) and cuts stalled writes.
 func (pl *poller) scan(now int64) {
 	ka, wt := int64(pl.s.cfg.KeepAlive), int64(pl.s.cfg.WriteTimeout)

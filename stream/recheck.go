@@ -12,7 +12,7 @@ import (
 )
 
 // recheckLoop re-runs the tenant gate and the revocation check on every open
-// stream each RecheckInterval (SPEC §6 access-revoked). A stream whose
+// stream each RecheckInterval (protocol.md §6 access-revoked). A stream whose
 // principal is refused ends; a fault of a membership source leaves streams
 // open (they were authorized, and one outage should not disconnect every
 // client) and is logged.

@@ -1,4 +1,4 @@
-// Package stream serves Sluice's Server-Sent Events streams (SPEC §4–§6): it
+// Package stream serves Sluice's Server-Sent Events streams (protocol.md §4–§6): it
 // authenticates a request, resolves and gates its channels, subscribes, replays
 // from the client's cursor, and writes live events until the stream ends.
 //
@@ -49,7 +49,7 @@ import (
 	"github.com/sluicehq/sluice/tenant"
 )
 
-// ChannelsFunc resolves the channels a request may read (SPEC §3, layer 1):
+// ChannelsFunc resolves the channels a request may read (protocol.md §3, layer 1):
 // from the query for the generic endpoint, from a resource lookup and the
 // service's own access rules for a feature endpoint. It runs after
 // authentication. Errors it returns that are (or wrap) a *problem.Problem are
@@ -67,7 +67,7 @@ type Authenticator interface {
 	StillValid(ctx context.Context, p auth.Principal) error
 }
 
-// Gate is the tenant gate (SPEC §3, layer 2; package tenant implements it).
+// Gate is the tenant gate (protocol.md §3, layer 2; package tenant implements it).
 type Gate interface {
 	// Check returns nil when p may read every channel of chans, a
 	// *problem.Problem (403) when it may not, or another error for a fault.
@@ -82,7 +82,7 @@ type Admitter interface {
 }
 
 // Config configures a Server. Broker, Auth, Gate and Codec are required; zero
-// durations and sizes take the defaults of SPEC §10.
+// durations and sizes take the defaults of protocol.md §10.
 type Config struct {
 	Broker broker.Broker
 	Auth   Authenticator
@@ -202,7 +202,7 @@ func (s *Server) Handler(resolve ChannelsFunc) http.Handler {
 }
 
 // QueryChannels is the ChannelsFunc of the generic endpoint: the channel query
-// parameters, each parsed by channel.Parse (SPEC §4).
+// parameters, each parsed by channel.Parse (protocol.md §4).
 func QueryChannels(r *http.Request, _ auth.Principal) ([]channel.Name, error) {
 	vals := r.URL.Query()["channel"]
 	if len(vals) == 0 {
@@ -435,7 +435,7 @@ func (s *Server) revoked(rv broker.Revocation) {
 
 // Drain ends every open stream with shutting-down, each with a retry hint
 // drawn between Retry and DrainSpread, and answers new requests the same way
-// (SPEC §6). It returns once every stream has been told, or when ctx ends.
+// (protocol.md §6). It returns once every stream has been told, or when ctx ends.
 func (s *Server) Drain(ctx context.Context) error {
 	s.drainMu.Lock()
 	s.draining.Store(true)

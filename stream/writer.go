@@ -169,7 +169,7 @@ func (wr *writer) index(ch channel.Name) int {
 	return -1
 }
 
-// advance applies the gap and epoch rule (SPEC §5) to ev, the next event
+// advance applies the gap and epoch rule (protocol.md §5) to ev, the next event
 // or notice of channel i, at the stream's position there: it appends the
 // stream-reset the rule calls for, if any, moves the position, and reports
 // whether ev itself is to be written:

@@ -1,4 +1,4 @@
-// Package tenant is the second layer of authorization (SPEC §3): the tenant
+// Package tenant is the second layer of authorization (protocol.md §3): the tenant
 // gate, which every request passes after its channels are resolved, and the
 // membership sources it asks.
 //
@@ -50,7 +50,7 @@ func (Token) IsMember(_ context.Context, p auth.Principal, tenant string) (bool,
 	return p.Tenant != "" && tenant == p.Tenant, nil
 }
 
-// Gate is the tenant gate (SPEC §3). The zero Gate uses Token.
+// Gate is the tenant gate (protocol.md §3). The zero Gate uses Token.
 type Gate struct {
 	// Membership answers membership; nil means Token.
 	Membership Membership

@@ -43,7 +43,7 @@
     }
   }
 
-  // fetchTicket exchanges a token for a stream ticket (POST /tickets, SPEC §2):
+  // fetchTicket exchanges a token for a stream ticket (POST /tickets, protocol.md §2):
   // the long-lived token travels in a header, only the 30-second one-use
   // ticket ends up in the stream URL.
   function fetchTicket(opts) {
@@ -256,7 +256,7 @@
 
     // reopen opens a fresh EventSource after delay ms, with a fresh
     // credential and the last id in the query (a new EventSource has no
-    // Last-Event-ID of its own: SPEC §5 ?lastEventId=).
+    // Last-Event-ID of its own: protocol.md §5 ?lastEventId=).
     function reopen(delay) {
       stop();
       if (closed) return;

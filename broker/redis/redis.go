@@ -1,4 +1,4 @@
-// Package redis is the Valkey/Redis broker (SPEC §9): history, live fan-out,
+// Package redis is the Valkey/Redis broker (protocol.md §9): history, live fan-out,
 // stream tickets, revocations and the cursor key shared by every instance of
 // a deployment.
 //

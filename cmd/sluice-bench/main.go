@@ -1,6 +1,6 @@
 // Command sluice-bench puts load on a running Sluice server on this machine
 // and reports delivery rate, publish→receive latency, loss, duplication and
-// the server's memory and CPU cost (SPEC §8).
+// the server's memory and CPU cost (protocol.md §8).
 //
 // Usage:
 //

@@ -83,7 +83,7 @@ func (h *histogram) quantile(q float64) int64 {
 
 // seqTracker counts lost and duplicated events of one subscriber on one
 // channel, whose events carry consecutive sequence numbers from 0 in publish
-// order (SPEC §4 promises per-channel order). It holds O(1) state.
+// order (protocol.md §4 promises per-channel order). It holds O(1) state.
 type seqTracker struct {
 	next uint64 // the sequence number expected next
 	lost uint64

@@ -1,5 +1,5 @@
 // Package django ingests the events django-eventstream publishes to Redis
-// (SPEC §9 SLUICE_DJANGO_INGEST), so that a Django backend moves to Sluice
+// (protocol.md §9 SLUICE_DJANGO_INGEST), so that a Django backend moves to Sluice
 // with no code change.
 //
 // django-eventstream's send_event PUBLISHes, on the Redis Pub/Sub channel
@@ -9,7 +9,7 @@
 //
 // data is the event's payload already encoded as JSON, carried as a JSON
 // string. Each message is published through Config.Publish, which applies the
-// validation of POST /publish: channel must be a Sluice channel name (SPEC
+// validation of POST /publish: channel must be a Sluice channel name (protocol.md
 // §1) and event_type a resource.verb name (django-eventstream's default
 // "message" is not one, so such events are refused). A data member that is
 // not a string is taken as the payload itself. Refused and undecodable

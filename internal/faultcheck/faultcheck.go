@@ -1,4 +1,4 @@
-// Package faultcheck checks the delivery promise of Sluice (SPEC §4, §5, §9)
+// Package faultcheck checks the delivery promise of Sluice (protocol.md §4, §5, §9)
 // from the outside: every acknowledged event reaches every open stream of its
 // channel exactly once and in order, or that stream receives a stream-reset
 // covering it.

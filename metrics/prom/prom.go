@@ -30,7 +30,7 @@ const Other = "other"
 var (
 	// CloseReasons are the reasons a stream ends (metrics.Recorder.StreamClosed).
 	CloseReasons = []string{"client-gone", "token-expired", "access-revoked", "slow-consumer", "shutting-down", "write-error"}
-	// ResetReasons are the reasons of stream-reset (SPEC §5).
+	// ResetReasons are the reasons of stream-reset (protocol.md §5).
 	ResetReasons = []string{"cursor-unreadable", "history-unavailable"}
 	// BrokerOps are the broker operations whose round trip is observed.
 	BrokerOps = []string{"publish", "heads", "since", "subscribe", "revoke", "ticket", "ready"}
