@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,17 +13,29 @@ import (
 	"github.com/sluicehq/sluice/problem"
 )
 
-// Authenticator turns requests into principals (protocol.md §2). It is safe for
-// concurrent use. Close releases the JWKS refresh, if any.
+// TokenVerifier verifies the bearer tokens of a request: the credential of
+// "Authorization: Bearer <token>" and of ?access_token= (package
+// auth/jwtauth verifies JWTs). It is safe for concurrent use.
+//
+// VerifyToken returns the token's principal, with Credential set to
+// "Bearer <token>", or a 401 *problem.Problem for a refused token whose
+// detail holds nothing of it (problem.CodeTokenExpired for an expired one,
+// problem.CodeInvalidToken otherwise); any other error is a fault. It does
+// not check revocations: the Authenticator does.
+type TokenVerifier interface {
+	VerifyToken(ctx context.Context, token string) (Principal, error)
+}
+
+// Authenticator turns requests into principals (protocol.md §2). It is safe
+// for concurrent use. Close closes its TokenVerifier.
 type Authenticator struct {
-	jwt       *verifier // nil: JWTs are not accepted
-	keys      apiKeys   // nil: API keys are not accepted
+	tokens    TokenVerifier // nil: bearer tokens are not accepted
+	keys      apiKeys       // nil: API keys are not accepted
 	tickets   TicketStore
 	revs      Revocations
 	ticketTTL time.Duration
 	leeway    time.Duration
 	now       func() time.Time
-	stop      context.CancelFunc
 
 	isPublisherKey func(string) bool // nil: no hint for misplaced publisher keys
 }
@@ -39,25 +52,28 @@ type Options struct {
 // Authenticate looks at; longer ones are refused without parsing.
 const MaxCredentialLen = 16 << 10
 
-// New checks cfg, loads its key files and, when cfg.JWKSURL is set, fetches
-// the JWK Set once (bounded by ctx and cfg.JWKSTimeout). Every configuration
-// mistake is reported here, with a message naming what to fix. An
-// authenticator may accept only JWTs or only API keys; with neither New
-// returns ErrNoVerifier.
-func New(ctx context.Context, cfg Config) (*Authenticator, error) {
+// New checks cfg and loads its API key file. Every configuration mistake is
+// reported here, with a message naming what to fix. An authenticator may
+// accept only bearer tokens (cfg.Tokens) or only API keys; with neither New
+// returns ErrNoVerifier. The Authenticator owns cfg.Tokens from then on:
+// Close closes it, and so does New when it fails.
+func New(ctx context.Context, cfg Config) (a *Authenticator, err error) {
+	defer func() {
+		if err != nil {
+			closeVerifier(cfg.Tokens)
+		}
+	}()
 	if !cfg.HasVerifier() {
 		return nil, ErrNoVerifier
 	}
 	if cfg.Leeway < 0 {
 		return nil, errors.New("auth: SLUICE_JWT_LEEWAY must not be negative")
 	}
-	if cfg.TicketTTL < 0 || cfg.JWKSTimeout < 0 || cfg.JWKSRefresh < 0 {
+	if cfg.TicketTTL < 0 {
 		return nil, errors.New("auth: durations must not be negative")
 	}
-	if len(cfg.Algorithms) > 0 && !cfg.hasJWT() {
-		return nil, errors.New("auth: SLUICE_JWT_ALGORITHMS is set but no JWT key is configured")
-	}
-	a := &Authenticator{
+	a = &Authenticator{
+		tokens:    cfg.Tokens,
 		tickets:   cfg.Tickets,
 		revs:      cfg.Revocations,
 		ticketTTL: cfg.TicketTTL,
@@ -72,48 +88,31 @@ func New(ctx context.Context, cfg Config) (*Authenticator, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
-	// The JWKS refresh outlives ctx (it ends with Close), but ctx still
-	// bounds the start.
-	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	unhook := context.AfterFunc(ctx, cancel)
-	defer unhook()
-	a.stop = cancel
-	if cfg.hasJWT() {
-		v, err := newVerifier(ctx, life, cfg, a.now)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		a.jwt = v
-	}
 	if cfg.APIKeysFile != "" {
 		keys, err := loadAPIKeys(cfg.APIKeysFile)
 		if err != nil {
-			cancel()
 			return nil, err
 		}
 		a.keys = keys
 	}
 	if err := ctx.Err(); err != nil {
-		cancel()
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	return a, nil
 }
 
-// Close stops the JWKS refresh. The Authenticator keeps working with the keys
-// it has.
+// Close closes the TokenVerifier if it has a Close method (a jwtauth.Verifier
+// stops its JWKS refresh). The Authenticator keeps working with the keys it
+// has.
 func (a *Authenticator) Close() error {
-	a.stop()
-	return nil
+	return closeVerifier(a.tokens)
 }
 
-// Algorithms returns the JWT algorithms accepted, nil when JWTs are not.
-func (a *Authenticator) Algorithms() []string {
-	if a.jwt == nil {
-		return nil
+func closeVerifier(v TokenVerifier) error {
+	if c, ok := v.(io.Closer); ok {
+		return c.Close()
 	}
-	return append([]string(nil), a.jwt.algs...)
+	return nil
 }
 
 // Leeway returns the configured clock-skew allowance. A credential is valid
@@ -209,10 +208,10 @@ func wellFormed(s string) bool {
 }
 
 func (a *Authenticator) fromJWT(ctx context.Context, token string) (Principal, error) {
-	if a.jwt == nil {
+	if a.tokens == nil {
 		return Principal{}, invalid("JWTs are not accepted here")
 	}
-	p, err := a.jwt.verify(ctx, token)
+	p, err := a.tokens.VerifyToken(ctx, token)
 	if err != nil {
 		if a.isPublisherKey != nil && a.isPublisherKey(token) {
 			return Principal{}, publisherKeyMisused()

@@ -11,12 +11,17 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/auth/jwtauth"
 )
 
 // A channels hook checks the caller's role from a claim of its JWT.
 func ExamplePrincipal_ClaimStrings() {
 	secret := []byte("an HMAC secret of at least 32 bytes!")
-	a, err := auth.New(context.Background(), auth.Config{JWTSecret: secret})
+	jwts, err := jwtauth.New(context.Background(), jwtauth.Config{Secret: secret})
+	if err != nil {
+		panic(err)
+	}
+	a, err := auth.New(context.Background(), auth.Config{Tokens: jwts})
 	if err != nil {
 		panic(err)
 	}

@@ -10,16 +10,21 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/auth/jwtauth"
 	"github.com/sluicehq/sluice/problem"
 )
 
 func ExampleAuthenticator_Authenticate() {
 	secret := []byte("an HMAC secret of at least 32 bytes!")
-	a, err := auth.New(context.Background(), auth.Config{JWTSecret: secret})
+	jwts, err := jwtauth.New(context.Background(), jwtauth.Config{Secret: secret})
 	if err != nil {
 		panic(err)
 	}
-	defer a.Close()
+	a, err := auth.New(context.Background(), auth.Config{Tokens: jwts})
+	if err != nil {
+		panic(err)
+	}
+	defer a.Close() // closes jwts too
 
 	token, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"sub":       "alice",
@@ -43,9 +48,13 @@ func ExampleAuthenticator_Authenticate() {
 }
 
 func ExampleAuthenticator_IssueTicket() {
+	jwts, err := jwtauth.New(context.Background(), jwtauth.Config{Secret: []byte("an HMAC secret of at least 32 bytes!")})
+	if err != nil {
+		panic(err)
+	}
 	a, err := auth.New(context.Background(), auth.Config{
-		JWTSecret: []byte("an HMAC secret of at least 32 bytes!"),
-		Tickets:   &auth.MemoryTickets{},
+		Tokens:  jwts,
+		Tickets: &auth.MemoryTickets{},
 	})
 	if err != nil {
 		panic(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/auth/internal/authtest"
 )
 
 // FuzzAuthenticate feeds arbitrary Authorization values and queries. It must
@@ -39,7 +40,7 @@ func FuzzAuthenticate(f *testing.F) {
 		f.Add(s.h, s.q, true)
 		f.Add(s.h, s.q, false)
 	}
-	a, err := auth.New(f.Context(), auth.Config{JWTSecret: secret, APIKeysFile: apiKeysFile(f),
+	a, err := authtest.New(f.Context(), config{JWTSecret: secret, APIKeysFile: apiKeysFile(f),
 		Tickets: &auth.MemoryTickets{}, Now: func() time.Time { return now }})
 	if err != nil {
 		f.Fatal(err)

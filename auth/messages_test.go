@@ -26,7 +26,7 @@ func isPub(k string) bool {
 // TestRefusalsSayWhatToDo pins the refusals a new user meets first: each
 // says what to send instead.
 func TestRefusalsSayWhatToDo(t *testing.T) {
-	a := newAuth(t, auth.Config{JWTSecret: secret, APIKeysFile: apiKeysFile(t), Tickets: &auth.MemoryTickets{},
+	a := newAuth(t, config{JWTSecret: secret, APIKeysFile: apiKeysFile(t), Tickets: &auth.MemoryTickets{},
 		Now: func() time.Time { return epoch }, IsPublisherKey: isPub})
 	good := hs256(t, claims(epoch))
 	q := auth.Options{Query: true}
@@ -94,7 +94,7 @@ func TestRefusalsSayWhatToDo(t *testing.T) {
 // TestPrincipalClaims: a hook reads the JWT's claims, through a ticket too;
 // what it gets is its own copy; API keys have none.
 func TestPrincipalClaims(t *testing.T) {
-	a := newAuth(t, auth.Config{JWTSecret: secret, APIKeysFile: apiKeysFile(t), Tickets: &auth.MemoryTickets{},
+	a := newAuth(t, config{JWTSecret: secret, APIKeysFile: apiKeysFile(t), Tickets: &auth.MemoryTickets{},
 		Now: func() time.Time { return epoch }})
 	tok := hs256(t, claims(epoch, set("roles", []string{"admin", "viewer"}), set("role", "owner"),
 		set("org", map[string]any{"id": 7}), set("big", int64(1)<<60)))

@@ -1,6 +1,10 @@
-// Package auth authenticates requests into a Principal (protocol.md §2): Bearer JWTs,
-// Api-Key headers, the ?access_token= fallback of the stream endpoint, and
-// single-use stream tickets.
+// Package auth authenticates requests into a Principal (protocol.md §2): Bearer
+// tokens, Api-Key headers, the ?access_token= fallback of the stream
+// endpoint, and single-use stream tickets. Tokens are verified by a
+// TokenVerifier (package auth/jwtauth verifies JWTs, so that package auth
+// itself pulls in no JWT library); tickets are kept by a TicketStore and
+// revocations answered by a Revocations, each with an in-memory
+// implementation here.
 package auth
 
 import (
@@ -11,6 +15,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/auth/internal/claims"
 )
 
 // Kind is the kind of credential a Principal was authenticated with.
@@ -157,7 +163,7 @@ func (p Principal) rawClaims() map[string]json.RawMessage {
 	if err != nil {
 		return nil
 	}
-	c, err := decodeClaims(payload)
+	c, err := claims.Decode(payload)
 	if err != nil {
 		return nil
 	}

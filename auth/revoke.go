@@ -10,7 +10,8 @@ import (
 )
 
 // Revocations answers which credentials were revoked (protocol.md §6, POST /revoke).
-// Revocations live in the broker, so that every instance sees them.
+// Revocations live in the broker, so that every instance sees them: every
+// broker.Broker implements Revocations (its RevokedAt method).
 //
 // Implementations are safe for concurrent use. An error means the source
 // could not answer (a fault); callers fail closed.
@@ -67,17 +68,27 @@ func (a *Authenticator) StillValid(ctx context.Context, p Principal) error {
 }
 
 // MemoryRevocations is a Revocations in process memory, for a single
-// instance and tests. The zero value keeps revocations forever; set TTL. It
-// is safe for concurrent use.
+// instance (the memory broker keeps its revocations in one) and tests. The
+// zero value is ready to use; Revoke keeps revocations forever unless TTL is
+// set. It is safe for concurrent use. Revocations no longer in force are
+// forgotten as new ones are recorded.
 type MemoryRevocations struct {
-	// TTL is how long a revocation stays in force (SLUICE_REVOCATION_TTL);
-	// zero means forever.
+	// TTL is how long a revocation made by Revoke stays in force
+	// (SLUICE_REVOCATION_TTL); zero means forever.
 	TTL time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 
 	mu sync.Mutex
-	m  map[[2]string]time.Time // {tenant, user} ("" user: whole tenant) → time
+	m  map[[2]string]memRevocation // {tenant, user} ("" user: whole tenant)
+}
+
+// memRevocation is a revocation made at at, in force until until (zero:
+// forever).
+type memRevocation struct{ at, until time.Time }
+
+func (r memRevocation) inForce(now time.Time) bool {
+	return r.until.IsZero() || now.Before(r.until)
 }
 
 var _ Revocations = (*MemoryRevocations)(nil)
@@ -89,24 +100,39 @@ func (s *MemoryRevocations) now() time.Time {
 	return time.Now()
 }
 
-// Revoke records a revocation of user in tenant at the current time; an
-// empty user revokes the whole tenant. It returns the time recorded.
+// Revoke records a revocation of user in tenant at the current time, in
+// force for TTL; an empty user revokes the whole tenant. It returns the time
+// recorded.
 func (s *MemoryRevocations) Revoke(tenant, user string) time.Time {
+	now := s.now()
+	var until time.Time
+	if s.TTL > 0 {
+		until = now.Add(s.TTL)
+	}
+	s.Record(tenant, user, now, until)
+	return now
+}
+
+// Record records a revocation of user in tenant (an empty user: the whole
+// tenant) made at at and in force until until; a zero until means forever.
+// Of two revocations of the same user, or of the same whole tenant, the one
+// made later is kept.
+func (s *MemoryRevocations) Record(tenant, user string, at, until time.Time) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = make(map[[2]string]time.Time)
+		s.m = make(map[[2]string]memRevocation)
 	}
-	if s.TTL > 0 {
-		for k, at := range s.m {
-			if !now.Before(at.Add(s.TTL)) {
-				delete(s.m, k)
-			}
+	for k, r := range s.m {
+		if !r.inForce(now) {
+			delete(s.m, k)
 		}
 	}
-	s.m[[2]string{tenant, user}] = now
-	return now
+	k := [2]string{tenant, user}
+	if r, ok := s.m[k]; !ok || r.at.Before(at) {
+		s.m[k] = memRevocation{at: at, until: until}
+	}
 }
 
 // RevokedAt implements Revocations.
@@ -116,13 +142,13 @@ func (s *MemoryRevocations) RevokedAt(_ context.Context, tenant, user string) (t
 	defer s.mu.Unlock()
 	var latest time.Time
 	found := false
-	for _, k := range [][2]string{{tenant, user}, {tenant, ""}} {
-		at, ok := s.m[k]
-		if !ok || (s.TTL > 0 && !now.Before(at.Add(s.TTL))) {
+	for _, k := range [...][2]string{{tenant, user}, {tenant, ""}} {
+		r, ok := s.m[k]
+		if !ok || !r.inForce(now) {
 			continue
 		}
-		if !found || at.After(latest) {
-			latest, found = at, true
+		if !found || r.at.After(latest) {
+			latest, found = r.at, true
 		}
 	}
 	return latest, found, nil

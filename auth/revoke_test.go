@@ -53,7 +53,7 @@ func TestRevokedJWT(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := newAuth(t, auth.Config{JWTSecret: secret, Revocations: tt.revs, Now: func() time.Time { return now }})
+			a := newAuth(t, config{JWTSecret: secret, Revocations: tt.revs, Now: func() time.Time { return now }})
 			_, err := a.Authenticate(request("", "Bearer "+hs256(t, tt.claims)), auth.Options{})
 			if got := code(t, err); got != tt.want {
 				t.Fatalf("code %q, want %q (%v)", got, tt.want, err)
@@ -65,7 +65,7 @@ func TestRevokedJWT(t *testing.T) {
 func TestRevokedAPIKeyAndTicket(t *testing.T) {
 	c := newClock()
 	revs := &auth.MemoryRevocations{TTL: 24 * time.Hour, Now: c.Now}
-	a := newAuth(t, auth.Config{JWTSecret: secret, APIKeysFile: apiKeysFile(t), Revocations: revs,
+	a := newAuth(t, config{JWTSecret: secret, APIKeysFile: apiKeysFile(t), Revocations: revs,
 		Tickets: &auth.MemoryTickets{Now: c.Now}, Now: c.Now})
 	ctx := context.Background()
 	keyReq := func() error {
@@ -123,7 +123,7 @@ func TestRevokedAPIKeyAndTicket(t *testing.T) {
 
 func TestStillValid(t *testing.T) {
 	c := newClock()
-	a := newAuth(t, auth.Config{JWTSecret: secret, Leeway: 5 * time.Second, Now: c.Now})
+	a := newAuth(t, config{JWTSecret: secret, Leeway: 5 * time.Second, Now: c.Now})
 	p, err := a.Authenticate(request("", "Bearer "+hs256(t, claims(c.Now(), set("exp", c.Now().Add(time.Minute).Unix())))), auth.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func TestStillValid(t *testing.T) {
 }
 
 func TestRevocationFault(t *testing.T) {
-	a := newAuth(t, auth.Config{JWTSecret: secret, APIKeysFile: apiKeysFile(t), Revocations: failing{},
+	a := newAuth(t, config{JWTSecret: secret, APIKeysFile: apiKeysFile(t), Revocations: failing{},
 		Now: func() time.Time { return epoch }})
 	for _, h := range []string{"Bearer " + hs256(t, claims(epoch)), "Api-Key " + apiKey1} {
 		p, err := a.Authenticate(request("", h), auth.Options{})

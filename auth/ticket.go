@@ -18,8 +18,10 @@ import (
 	"github.com/sluicehq/sluice/problem"
 )
 
-// TicketStore keeps stream tickets (protocol.md §2). Tickets live in the broker, so
-// that one issued by any instance is accepted by every instance.
+// TicketStore keeps stream tickets (protocol.md §2). A broker that shares
+// state between instances (the Redis broker) implements it, so that a ticket
+// issued by any instance is accepted by every instance; a single instance
+// keeps them in a MemoryTickets.
 //
 // The id passed in is not the ticket a client holds but the hex SHA-256 of
 // it, so that the store never holds a redeemable ticket. The stored
@@ -132,8 +134,9 @@ func (a *Authenticator) redeem(ctx context.Context, ticket string) (Principal, e
 }
 
 // MemoryTickets is a TicketStore in process memory, for a single instance
-// (the in-memory broker) and tests. The zero value is ready to use; it is
-// safe for concurrent use. Expired tickets are swept as new ones arrive.
+// (with the memory broker, which keeps no tickets) and tests. The zero value
+// is ready to use; it is safe for concurrent use. Expired tickets are swept
+// as new ones arrive.
 type MemoryTickets struct {
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time

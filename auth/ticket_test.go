@@ -46,7 +46,7 @@ func (s *mapStore) TakeTicket(_ context.Context, id string) (auth.Principal, boo
 func ticketEnv(t *testing.T, store auth.TicketStore, exp time.Duration) (*auth.Authenticator, *clock, auth.Principal) {
 	t.Helper()
 	c := newClock()
-	a := newAuth(t, auth.Config{JWTSecret: secret, Tickets: store, Now: c.Now})
+	a := newAuth(t, config{JWTSecret: secret, Tickets: store, Now: c.Now})
 	tok := hs256(t, claims(c.Now(), set("exp", c.Now().Add(exp).Unix())))
 	p, err := a.Authenticate(request("", "Bearer "+tok), auth.Options{})
 	if err != nil {
@@ -121,7 +121,7 @@ func TestTicketConcurrentRedeem(t *testing.T) {
 func TestTicketSharedAcrossInstances(t *testing.T) {
 	store := &auth.MemoryTickets{}
 	a, _, p := ticketEnv(t, store, time.Hour)
-	b := newAuth(t, auth.Config{JWTSecret: secret, Tickets: store, Now: func() time.Time { return epoch }})
+	b := newAuth(t, config{JWTSecret: secret, Tickets: store, Now: func() time.Time { return epoch }})
 	ticket, _, err := a.IssueTicket(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestTicketExpiry(t *testing.T) {
 	t.Run("store ttl", func(t *testing.T) {
 		c := newClock()
 		store := &auth.MemoryTickets{Now: c.Now}
-		a := newAuth(t, auth.Config{JWTSecret: secret, Tickets: store, Now: c.Now})
+		a := newAuth(t, config{JWTSecret: secret, Tickets: store, Now: c.Now})
 		p := auth.Principal{User: "u1", Tenant: tenantA, Kind: auth.KindJWT, Expiry: epoch.Add(time.Hour)}
 		ticket, _, _ := a.IssueTicket(context.Background(), p)
 		c.Advance(auth.DefaultTicketTTL)
@@ -173,7 +173,7 @@ func TestTicketExpiry(t *testing.T) {
 		}
 	})
 	t.Run("api key principal never expires", func(t *testing.T) {
-		a := newAuth(t, auth.Config{APIKeysFile: apiKeysFile(t), Tickets: &auth.MemoryTickets{}})
+		a := newAuth(t, config{APIKeysFile: apiKeysFile(t), Tickets: &auth.MemoryTickets{}})
 		p, err := a.Authenticate(request("", "Api-Key "+apiKey1), auth.Options{})
 		if err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package auth_test
+package jwtauth_test
 
 import (
 	"testing"
@@ -11,7 +11,7 @@ import (
 // signature and claims included.
 func BenchmarkAuthenticateJWT(b *testing.B) {
 	now := epoch
-	a := newAuth(b, auth.Config{JWTSecret: secret, Now: func() time.Time { return now }})
+	a := newAuth(b, config{JWTSecret: secret, Now: func() time.Time { return now }})
 	r := request("", "Bearer "+hs256(b, claims(now, set("typ", "access"), set("aud", []string{"a", "b"}))))
 	b.ReportAllocs()
 	for b.Loop() {

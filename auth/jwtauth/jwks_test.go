@@ -1,4 +1,4 @@
-package auth_test
+package jwtauth_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/auth/jwtauth"
 )
 
 var b64 = base64.RawURLEncoding.EncodeToString
@@ -74,26 +75,31 @@ func signKID(t *testing.T, m jwt.SigningMethod, key any, c jwt.MapClaims, kid st
 func TestJWKS(t *testing.T) {
 	k := keys()
 	octSecret := []byte("a symmetric key published in JWKS")
-	srv := newJWKSServer(t, rsaJWK("r1", &k.rsa.PublicKey), edJWK("e1", k.ed.Public().(ed25519.PublicKey)),
+	srv := newJWKSServer(t, rsaJWK("r1", &k.RSA.PublicKey), edJWK("e1", k.Ed.Public().(ed25519.PublicKey)),
 		map[string]any{"kty": "oct", "kid": "o1", "alg": "HS256", "k": b64(octSecret)})
 	now := epoch
-	a := newAuth(t, auth.Config{JWKSURL: srv.URL, Now: func() time.Time { return now }})
-	if algs := strings.Join(a.Algorithms(), ","); strings.Contains(algs, "HS") || !strings.Contains(algs, "RS256") {
+	v, err := jwtauth.New(t.Context(), jwtauth.Config{JWKSURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if algs := strings.Join(v.Algorithms(), ","); strings.Contains(algs, "HS") || !strings.Contains(algs, "RS256") {
 		t.Fatalf("default algorithms for JWKS: %s", algs)
 	}
+	a := newAuth(t, config{JWKSURL: srv.URL, Now: func() time.Time { return now }})
 	tests := []struct {
 		name string
 		tok  string
 		ok   bool
 	}{
-		{"RS256 by kid", signKID(t, jwt.SigningMethodRS256, k.rsa, claims(now), "r1"), true},
-		{"RS256 without kid", signKID(t, jwt.SigningMethodRS256, k.rsa, claims(now), ""), true},
-		{"PS256 with RS256 JWK", signKID(t, jwt.SigningMethodPS256, k.rsa, claims(now), "r1"), false},
-		{"EdDSA by kid", signKID(t, jwt.SigningMethodEdDSA, k.ed, claims(now), "e1"), true},
-		{"RS256 naming the Ed25519 kid", signKID(t, jwt.SigningMethodRS256, k.rsa, claims(now), "e1"), false},
+		{"RS256 by kid", signKID(t, jwt.SigningMethodRS256, k.RSA, claims(now), "r1"), true},
+		{"RS256 without kid", signKID(t, jwt.SigningMethodRS256, k.RSA, claims(now), ""), true},
+		{"PS256 with RS256 JWK", signKID(t, jwt.SigningMethodPS256, k.RSA, claims(now), "r1"), false},
+		{"EdDSA by kid", signKID(t, jwt.SigningMethodEdDSA, k.Ed, claims(now), "e1"), true},
+		{"RS256 naming the Ed25519 kid", signKID(t, jwt.SigningMethodRS256, k.RSA, claims(now), "e1"), false},
 		{"HS256 with the published symmetric key", signKID(t, jwt.SigningMethodHS256, octSecret, claims(now), "o1"), false},
-		{"unknown kid", signKID(t, jwt.SigningMethodRS256, k.rsa, claims(now), "nope"), false},
-		{"expired", signKID(t, jwt.SigningMethodRS256, k.rsa, claims(now, set("exp", now.Add(-time.Hour).Unix())), "r1"), false},
+		{"unknown kid", signKID(t, jwt.SigningMethodRS256, k.RSA, claims(now), "nope"), false},
+		{"expired", signKID(t, jwt.SigningMethodRS256, k.RSA, claims(now, set("exp", now.Add(-time.Hour).Unix())), "r1"), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,9 +117,9 @@ func TestJWKS(t *testing.T) {
 func TestJWKSSymmetricKeyEvenWhenHSAllowed(t *testing.T) {
 	k := keys()
 	octSecret := []byte("a symmetric key published in JWKS")
-	srv := newJWKSServer(t, rsaJWK("r1", &k.rsa.PublicKey),
+	srv := newJWKSServer(t, rsaJWK("r1", &k.RSA.PublicKey),
 		map[string]any{"kty": "oct", "kid": "o1", "alg": "HS256", "k": b64(octSecret)})
-	a := newAuth(t, auth.Config{JWKSURL: srv.URL, JWTSecret: secret, Algorithms: []string{"HS256", "RS256"},
+	a := newAuth(t, config{JWKSURL: srv.URL, JWTSecret: secret, Algorithms: []string{"HS256", "RS256"},
 		Now: func() time.Time { return epoch }})
 	tok := signKID(t, jwt.SigningMethodHS256, octSecret, claims(epoch), "o1")
 	if _, err := a.Authenticate(request("", "Bearer "+tok), auth.Options{}); err == nil {
@@ -124,8 +130,8 @@ func TestJWKSSymmetricKeyEvenWhenHSAllowed(t *testing.T) {
 func TestJWKSRefresh(t *testing.T) {
 	k := keys()
 	other := mustEC(t)
-	srv := newJWKSServer(t, rsaJWK("r1", &k.rsa.PublicKey))
-	a := newAuth(t, auth.Config{JWKSURL: srv.URL, JWKSRefresh: 20 * time.Millisecond, Now: func() time.Time { return epoch }})
+	srv := newJWKSServer(t, rsaJWK("r1", &k.RSA.PublicKey))
+	a := newAuth(t, config{JWKSURL: srv.URL, JWKSRefresh: 20 * time.Millisecond, Now: func() time.Time { return epoch }})
 	tok := signKID(t, jwt.SigningMethodES256, other, claims(epoch), "n1")
 	pt, err := other.PublicKey.Bytes() // 0x04 || X || Y
 	if err != nil {
@@ -161,13 +167,13 @@ func TestJWKSStart(t *testing.T) {
 			http.Error(w, "down", http.StatusBadGateway)
 		}))
 		defer srv.Close()
-		if _, err := auth.New(context.Background(), auth.Config{JWKSURL: srv.URL}); err == nil {
+		if _, err := jwtauth.New(context.Background(), jwtauth.Config{JWKSURL: srv.URL}); err == nil {
 			t.Fatal("New succeeded with a failing JWKS endpoint")
 		}
 	})
 	t.Run("empty set", func(t *testing.T) {
 		srv := newJWKSServer(t)
-		if _, err := auth.New(context.Background(), auth.Config{JWKSURL: srv.URL}); err == nil || !strings.Contains(err.Error(), "no usable key") {
+		if _, err := jwtauth.New(context.Background(), jwtauth.Config{JWKSURL: srv.URL}); err == nil || !strings.Contains(err.Error(), "no usable key") {
 			t.Fatalf("empty JWK Set: %v", err)
 		}
 	})
@@ -185,7 +191,7 @@ func TestJWKSStart(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
 		srv := hang(t)
 		start := time.Now()
-		_, err := auth.New(context.Background(), auth.Config{JWKSURL: srv.URL, JWKSTimeout: 100 * time.Millisecond})
+		_, err := jwtauth.New(context.Background(), jwtauth.Config{JWKSURL: srv.URL, JWKSTimeout: 100 * time.Millisecond})
 		if err == nil {
 			t.Fatal("New succeeded with a hanging JWKS endpoint")
 		}
@@ -198,7 +204,7 @@ func TestJWKSStart(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		if _, err := auth.New(ctx, auth.Config{JWKSURL: srv.URL}); err == nil {
+		if _, err := jwtauth.New(ctx, jwtauth.Config{JWKSURL: srv.URL}); err == nil {
 			t.Fatal("New succeeded with a hanging JWKS endpoint")
 		}
 		if d := time.Since(start); d > 5*time.Second {

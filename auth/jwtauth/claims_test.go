@@ -1,7 +1,6 @@
-package auth_test
+package jwtauth_test
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -9,24 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/auth/internal/authtest"
 	"github.com/sluicehq/sluice/problem"
 )
-
-// hs256Raw signs payload, a JSON text used byte for byte (so that it may hold
-// what no encoder writes: duplicate names, odd number forms).
-func hs256Raw(t testing.TB, payload string) string {
-	t.Helper()
-	seg := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
-	signing := seg(`{"alg":"HS256","typ":"JWT"}`) + "." + seg(payload)
-	sig, err := jwt.SigningMethodHS256.Sign(signing, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signing + "." + seg(string(sig))
-}
 
 // TestJWTClaimsStrict covers the exact decoding of the claim set: names are
 // matched exactly, a claim named twice (exactly, or in another case for a
@@ -92,7 +77,7 @@ func TestJWTClaimsStrict(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := newAuth(t, auth.Config{JWTSecret: secret, Leeway: tt.leeway, Now: func() time.Time { return now }})
+			a := newAuth(t, config{JWTSecret: secret, Leeway: tt.leeway, Now: func() time.Time { return now }})
 			tok := hs256Raw(t, tt.payload)
 			p, err := a.Authenticate(request("", "Bearer "+tok), auth.Options{})
 			if got := code(t, err); got != tt.want {
@@ -118,7 +103,7 @@ func TestJWTClaimsStrict(t *testing.T) {
 // TestJWTDuplicateDetail checks that a duplicate claim is named in the
 // refusal, so that an issuer can find its mistake.
 func TestJWTDuplicateDetail(t *testing.T) {
-	a := newAuth(t, auth.Config{JWTSecret: secret, Now: func() time.Time { return epoch }})
+	a := newAuth(t, config{JWTSecret: secret, Now: func() time.Time { return epoch }})
 	tok := hs256Raw(t, fmt.Sprintf(`{"sub":"u1","tenant_id":%q,"exp":%d,"Exp":1}`, tenantA, epoch.Add(time.Hour).Unix()))
 	_, err := a.Authenticate(request("", "Bearer "+tok), auth.Options{})
 	p, ok := problem.As(err)
@@ -145,7 +130,7 @@ func FuzzJWTPayload(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	a, err := auth.New(f.Context(), auth.Config{JWTSecret: secret, Now: func() time.Time { return now }})
+	a, err := authtest.New(f.Context(), config{JWTSecret: secret, Now: func() time.Time { return now }})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -196,7 +181,7 @@ func FuzzJWTPayload(f *testing.F) {
 // milliseconds ahead, across a second boundary, is not refused.
 func TestJWTIatSameSecond(t *testing.T) {
 	now := epoch.Add(900 * time.Millisecond)
-	a := newAuth(t, auth.Config{JWTSecret: secret, Now: func() time.Time { return now }})
+	a := newAuth(t, config{JWTSecret: secret, Now: func() time.Time { return now }})
 	for _, tt := range []struct {
 		iat  int64
 		want string

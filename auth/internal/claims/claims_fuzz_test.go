@@ -1,4 +1,4 @@
-package auth
+package claims
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 )
 
 // FuzzDecodeClaims checks the strict claim decoder against encoding/json:
-// it never panics, refuses with a claimError only, accepts only what
+// it never panics, refuses with a Error only, accepts only what
 // encoding/json accepts as one object, returns exactly the members that
 // encoding/json sees (it has no duplicate to drop), and never accepts two
 // names that fold to the same known claim.
@@ -37,11 +37,11 @@ func FuzzDecodeClaims(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		got, err := decodeClaims(payload)
+		got, err := Decode(payload)
 		if err != nil {
-			var ce claimError
+			var ce Error
 			if !errors.As(err, &ce) {
-				t.Fatalf("error %v is not a claimError", err)
+				t.Fatalf("error %v is not a Error", err)
 			}
 			if got != nil {
 				t.Fatal("refusal with claims")
@@ -76,7 +76,7 @@ func FuzzDecodeClaims(f *testing.F) {
 		}
 		for _, name := range [...]string{"exp", "nbf", "iat"} {
 			if raw, ok := got[name]; ok {
-				if _, err := numericDate(name, raw); err == nil && raw[0] == '"' {
+				if _, err := NumericDate(name, raw); err == nil && raw[0] == '"' {
 					t.Fatalf("%s as a string accepted", name)
 				}
 			}

@@ -1,16 +1,16 @@
-package auth
+// Package claims decodes the claim set of a JWT strictly. It is shared by
+// package auth (a Principal's claims) and package auth/jwtauth (the verifier),
+// so that both read a token's claims the same way.
+package claims
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"math"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // The claim set of a JWT is decoded here, not by golang-jwt nor by
@@ -21,20 +21,21 @@ import (
 // matches exactly but also lets the last duplicate win, accepts a string
 // "exp" through json.Number and takes "exp":0 for no exp. golang-jwt only
 // checks the header, the algorithm and the signature; every claim is decided
-// by decodeClaims and verifier.check.
+// by Decode and the checks of package auth/jwtauth.
 
 // knownClaims are the claims Sluice reads or that RFC 7519 registers. A
 // claim set holding two names that are equal under Unicode case folding to
 // one of them is refused, whatever the case of either.
 var knownClaims = [...]string{"exp", "nbf", "iat", "iss", "aud", "sub", "jti", "user_id", "tenant_id", "token_type", "typ"}
 
-// claimError is a refusal of a claim set; its text is a 401 detail and never
+// Error is a refusal of a claim set; its text is a 401 detail and never
 // holds a claim's value.
-type claimError string
+type Error string
 
-func (e claimError) Error() string { return string(e) }
+// Error returns the refusal's text.
+func (e Error) Error() string { return string(e) }
 
-// decodeClaims decodes a JWT payload strictly: valid UTF-8, exactly one JSON
+// Decode decodes a JWT payload strictly: valid UTF-8, exactly one JSON
 // object and nothing after it but white space, no name twice (compared
 // exactly, after unescaping), and no two names that fold to the same known
 // claim. It returns every member's value as it appears in the payload (a
@@ -42,16 +43,16 @@ func (e claimError) Error() string { return string(e) }
 //
 // The payload is checked whole by json.Valid first; the scan below then only
 // finds the members' boundaries, which valid JSON makes unambiguous.
-func decodeClaims(payload []byte) (map[string]json.RawMessage, error) {
+func Decode(payload []byte) (map[string]json.RawMessage, error) {
 	if !utf8.Valid(payload) {
-		return nil, claimError("token claims are not valid UTF-8")
+		return nil, Error("token claims are not valid UTF-8")
 	}
 	if !json.Valid(payload) {
-		return nil, claimError("token claims are not valid JSON")
+		return nil, Error("token claims are not valid JSON")
 	}
 	i := skipSpace(payload, 0)
 	if payload[i] != '{' {
-		return nil, claimError("token claims are not a JSON object")
+		return nil, Error("token claims are not a JSON object")
 	}
 	out := make(map[string]json.RawMessage, 8)
 	var seen [len(knownClaims)]bool
@@ -59,7 +60,7 @@ func decodeClaims(payload []byte) (map[string]json.RawMessage, error) {
 		end := endOfString(payload, i)
 		name, ok := unquote(payload[i:end])
 		if !ok {
-			return nil, claimError("token claims are not valid JSON")
+			return nil, Error("token claims are not valid JSON")
 		}
 		if _, dup := out[name]; dup {
 			return nil, duplicate(name)
@@ -152,21 +153,21 @@ func unquote(raw []byte) (string, bool) {
 func duplicate(name string) error {
 	for _, k := range knownClaims {
 		if k == name || strings.EqualFold(k, name) {
-			return claimError("token claim " + k + " is named more than once")
+			return Error("token claim " + k + " is named more than once")
 		}
 	}
-	return claimError("token claims name a claim more than once")
+	return Error("token claims name a claim more than once")
 }
 
 // maxNumericDate bounds the magnitude of a NumericDate in seconds (about
 // 34,800 years), far inside what time.Time represents.
 const maxNumericDate = 1 << 40
 
-// numericDate decodes a NumericDate (RFC 7519 §2): a JSON number of seconds
+// NumericDate decodes a NumericDate (RFC 7519 §2): a JSON number of seconds
 // since the Unix epoch, maybe fractional, rounded down to a whole second. A
 // string, even of digits, is refused.
-func numericDate(name string, raw json.RawMessage) (time.Time, error) {
-	bad := claimError("token claim " + name + " must be a number of seconds since 1970")
+func NumericDate(name string, raw json.RawMessage) (time.Time, error) {
+	bad := Error("token claim " + name + " must be a number of seconds since 1970")
 	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
 		return time.Time{}, bad
 	}
@@ -184,67 +185,32 @@ func numericDate(name string, raw json.RawMessage) (time.Time, error) {
 	return time.Unix(int64(math.Floor(f)), 0), nil
 }
 
-// claimString decodes a claim that must be a JSON string.
-func claimString(name string, raw json.RawMessage) (string, error) {
+// String decodes a claim that must be a JSON string.
+func String(name string, raw json.RawMessage) (string, error) {
 	s, ok := unquote(raw)
 	if !ok {
-		return "", claimError("token claim " + name + " must be a string")
+		return "", Error("token claim " + name + " must be a string")
 	}
 	return s, nil
 }
 
-// claimStrings decodes "aud": a string or an array of strings.
-func claimStrings(name string, raw json.RawMessage) ([]string, error) {
+// Strings decodes "aud": a string or an array of strings.
+func Strings(name string, raw json.RawMessage) ([]string, error) {
 	if len(raw) > 0 && raw[0] == '"' {
-		s, err := claimString(name, raw)
+		s, err := String(name, raw)
 		return []string{s}, err
 	}
 	var list []json.RawMessage
 	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
-		return nil, claimError("token claim " + name + " must be a string or an array of strings")
+		return nil, Error("token claim " + name + " must be a string or an array of strings")
 	}
 	out := make([]string, 0, len(list))
 	for _, r := range list {
-		s, err := claimString(name, r)
+		s, err := String(name, r)
 		if err != nil {
-			return nil, claimError("token claim " + name + " must be a string or an array of strings")
+			return nil, Error("token claim " + name + " must be a string or an array of strings")
 		}
 		out = append(out, s)
 	}
 	return out, nil
 }
-
-// rawClaims keeps the payload as golang-jwt hands it over, undecoded, so that
-// decodeClaims sees the bytes that were signed. Its jwt.Claims methods are
-// never called: the parser runs with jwt.WithoutClaimsValidation.
-type rawClaims struct {
-	payload []byte
-}
-
-var _ jwt.Claims = (*rawClaims)(nil)
-
-// UnmarshalJSON implements json.Unmarshaler by keeping a copy of b.
-func (c *rawClaims) UnmarshalJSON(b []byte) error {
-	c.payload = append(c.payload[:0], b...)
-	return nil
-}
-
-var errUnread = errors.New("auth: claims are checked by verifier.check")
-
-// GetExpirationTime implements jwt.Claims; it is never called.
-func (*rawClaims) GetExpirationTime() (*jwt.NumericDate, error) { return nil, errUnread }
-
-// GetIssuedAt implements jwt.Claims; it is never called.
-func (*rawClaims) GetIssuedAt() (*jwt.NumericDate, error) { return nil, errUnread }
-
-// GetNotBefore implements jwt.Claims; it is never called.
-func (*rawClaims) GetNotBefore() (*jwt.NumericDate, error) { return nil, errUnread }
-
-// GetIssuer implements jwt.Claims; it is never called.
-func (*rawClaims) GetIssuer() (string, error) { return "", errUnread }
-
-// GetSubject implements jwt.Claims; it is never called.
-func (*rawClaims) GetSubject() (string, error) { return "", errUnread }
-
-// GetAudience implements jwt.Claims; it is never called.
-func (*rawClaims) GetAudience() (jwt.ClaimStrings, error) { return nil, errUnread }
