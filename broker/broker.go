@@ -1,7 +1,14 @@
 // Package broker defines what Sluice needs from the shared state behind its
-// streams: publishing into per-channel histories, live fan-out, stream
-// tickets, revocations and the cursor key. The memory broker serves one
-// process; the Redis broker makes many instances behave as one.
+// streams: publishing into per-channel histories, live fan-out, revocations
+// and the cursor key. The memory broker serves one process; the Redis broker
+// makes many instances behave as one.
+//
+// Package broker knows nothing of authentication: a Broker satisfies
+// auth.Revocations by its RevokedAt method alone, and a broker whose
+// instances share stream tickets (the Redis broker) also implements
+// auth.TicketStore (PutTicket, TakeTicket), which the gateway finds by a type
+// assertion; with one that does not (the memory broker), tickets live in the
+// process (auth.MemoryTickets).
 package broker
 
 import (
@@ -12,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
 )
@@ -110,6 +116,11 @@ func (h *RevokeHandlers) Notify(r Revocation) {
 
 // Broker is the shared state of a deployment. All methods are safe for
 // concurrent use.
+//
+// Revocations belong to the broker because it is what every instance of a
+// deployment shares: Revoke records one where every instance reads it
+// (RevokedAt, which the periodic recheck of open streams asks) and announces
+// it to every instance (OnRevoke, which ends the covered streams at once).
 type Broker interface {
 	// Publish appends msgs to their channels' histories and fans them out, all
 	// or nothing: when it returns nil, every message is in history and has been
@@ -148,16 +159,21 @@ type Broker interface {
 	// instance of the deployment.
 	CursorKey(ctx context.Context) ([]byte, error)
 
-	auth.TicketStore
-	auth.Revocations
-
-	// Revoke records r for ttl and reports it, on every instance, to the
-	// functions registered with OnRevoke.
+	// Revoke records r, in force until r.At plus ttl, and reports it, on
+	// every instance, to the functions registered with OnRevoke. Of two
+	// revocations of one user (or of one whole tenant) the later, by At,
+	// is kept.
 	Revoke(ctx context.Context, r Revocation, ttl time.Duration) error
 
 	// OnRevoke registers f to be called for each revocation, on this
 	// instance, whichever instance recorded it. f must not block.
 	OnRevoke(f func(Revocation))
+
+	// RevokedAt returns the time of the latest revocation still in force
+	// (recorded by Revoke on any instance) that covers user in tenant: one naming that user or one naming the whole
+	// tenant. ok is false when there is none. An error means the broker
+	// could not answer; callers fail closed. It is auth.Revocations.
+	RevokedAt(ctx context.Context, tenant, user string) (at time.Time, ok bool, err error)
 
 	// Ready reports whether the broker is reachable.
 	Ready(ctx context.Context) error

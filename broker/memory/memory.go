@@ -1,6 +1,7 @@
-// Package memory is the embedded broker: histories, fan-out, tickets and
-// revocations held in this process. It is Sluice's default and needs no other
-// service; a restart loses history, which clients see as stream-reset.
+// Package memory is the embedded broker: histories, fan-out and revocations
+// held in this process. It is Sluice's default and needs no other service; a
+// restart loses history, which clients see as stream-reset. It keeps no
+// stream tickets: with one process, auth.MemoryTickets does.
 package memory
 
 import (
@@ -34,11 +35,7 @@ type Broker struct {
 	stop   chan struct{}
 	exited chan struct{} // closed when the janitor has stopped
 
-	tmu     sync.Mutex
-	tickets map[string]ticket
-
-	rmu      sync.Mutex
-	revoked  map[revKey]revEntry
+	revs     auth.MemoryRevocations // Now: opts.Now
 	handlers broker.RevokeHandlers
 
 	// imu serialises idempotent publishes (checking the key, publishing and
@@ -58,15 +55,6 @@ type chanShard struct {
 	chans map[string]*history
 }
 
-type ticket struct {
-	p       auth.Principal
-	expires time.Time
-}
-
-type revKey struct{ tenant, user string }
-
-type revEntry struct{ at, until time.Time }
-
 // history is one channel's state: its epoch, head and a ring of recent
 // events. mu also orders fan-out, so subscribers see publish order.
 type history struct {
@@ -81,18 +69,17 @@ type history struct {
 }
 
 // New returns a memory broker and starts its janitor, which forgets idle
-// channels, expired tickets and revocations. Close stops it.
+// channels and expired idempotency keys. Close stops it.
 func New(o broker.Options) *Broker {
 	b := &Broker{
-		opts:    o.WithDefaults(),
-		hub:     hub.New(),
-		seed:    maphash.MakeSeed(),
-		stop:    make(chan struct{}),
-		exited:  make(chan struct{}),
-		tickets: make(map[string]ticket),
-		revoked: make(map[revKey]revEntry),
-		done:    make(map[string]idemEntry),
+		opts:   o.WithDefaults(),
+		hub:    hub.New(),
+		seed:   maphash.MakeSeed(),
+		stop:   make(chan struct{}),
+		exited: make(chan struct{}),
+		done:   make(map[string]idemEntry),
 	}
+	b.revs.Now = b.opts.Now
 	b.key = make([]byte, 32)
 	_, _ = rand.Read(b.key)
 	for i := range b.shards {
@@ -295,37 +282,10 @@ func (b *Broker) Since(_ context.Context, ch channel.Name, after event.Position,
 // an earlier run read as unreadable (and history is gone anyway).
 func (b *Broker) CursorKey(context.Context) ([]byte, error) { return b.key, nil }
 
-// PutTicket implements auth.TicketStore.
-func (b *Broker) PutTicket(_ context.Context, id string, p auth.Principal, ttl time.Duration) error {
-	b.tmu.Lock()
-	defer b.tmu.Unlock()
-	b.tickets[id] = ticket{p: p, expires: b.opts.Now().Add(ttl)}
-	return nil
-}
-
-// TakeTicket implements auth.TicketStore.
-func (b *Broker) TakeTicket(_ context.Context, id string) (auth.Principal, bool, error) {
-	b.tmu.Lock()
-	defer b.tmu.Unlock()
-	t, ok := b.tickets[id]
-	if !ok {
-		return auth.Principal{}, false, nil
-	}
-	delete(b.tickets, id)
-	if !b.opts.Now().Before(t.expires) {
-		return auth.Principal{}, false, nil
-	}
-	return t.p, true, nil
-}
-
-// Revoke implements broker.Broker.
+// Revoke implements broker.Broker. Revocations no longer in force are
+// forgotten as new ones are recorded.
 func (b *Broker) Revoke(_ context.Context, r broker.Revocation, ttl time.Duration) error {
-	b.rmu.Lock()
-	k := revKey{r.Tenant, r.User}
-	if e, ok := b.revoked[k]; !ok || e.at.Before(r.At) {
-		b.revoked[k] = revEntry{at: r.At, until: r.At.Add(ttl)}
-	}
-	b.rmu.Unlock()
+	b.revs.Record(r.Tenant, r.User, r.At, r.At.Add(ttl))
 	b.handlers.Notify(r)
 	return nil
 }
@@ -333,19 +293,9 @@ func (b *Broker) Revoke(_ context.Context, r broker.Revocation, ttl time.Duratio
 // OnRevoke implements broker.Broker.
 func (b *Broker) OnRevoke(f func(broker.Revocation)) { b.handlers.Add(f) }
 
-// RevokedAt implements auth.Revocations.
-func (b *Broker) RevokedAt(_ context.Context, tenant, user string) (time.Time, bool, error) {
-	b.rmu.Lock()
-	defer b.rmu.Unlock()
-	now := b.opts.Now()
-	var at time.Time
-	found := false
-	for _, k := range [2]revKey{{tenant, user}, {tenant, ""}} {
-		if e, ok := b.revoked[k]; ok && now.Before(e.until) && (!found || e.at.After(at)) {
-			at, found = e.at, true
-		}
-	}
-	return at, found, nil
+// RevokedAt implements broker.Broker (and so auth.Revocations).
+func (b *Broker) RevokedAt(ctx context.Context, tenant, user string) (time.Time, bool, error) {
+	return b.revs.RevokedAt(ctx, tenant, user)
 }
 
 // Ready implements broker.Broker: always ready until closed.
@@ -367,7 +317,7 @@ func (b *Broker) Close() error {
 }
 
 // janitor periodically forgets what has expired: channels idle for a whole
-// HistoryTTL (no retained event, no local subscriber), tickets, revocations.
+// HistoryTTL (no retained event, no local subscriber) and idempotency keys.
 func (b *Broker) janitor() {
 	defer close(b.exited)
 	every := min(b.opts.HistoryTTL/2, time.Minute)
@@ -405,13 +355,6 @@ func (b *Broker) sweep() {
 		}
 		sh.mu.Unlock()
 	}
-	b.tmu.Lock()
-	for id, t := range b.tickets {
-		if !now.Before(t.expires) {
-			delete(b.tickets, id)
-		}
-	}
-	b.tmu.Unlock()
 	b.imu.Lock()
 	for k, e := range b.done {
 		if !now.Before(e.expires) {
@@ -419,11 +362,4 @@ func (b *Broker) sweep() {
 		}
 	}
 	b.imu.Unlock()
-	b.rmu.Lock()
-	for k, e := range b.revoked {
-		if !now.Before(e.until) {
-			delete(b.revoked, k)
-		}
-	}
-	b.rmu.Unlock()
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/broker/brokertest"
 	"github.com/sluicehq/sluice/channel"
@@ -124,7 +123,7 @@ func TestJanitorRuns(t *testing.T) {
 	defer b.Close()
 	ch := channel.MustMake("test", tenant, "janitor")
 	p := publishOne(t, b, ch)
-	if err := b.PutTicket(context.Background(), "t", authPrincipal(), time.Second); err != nil {
+	if _, err := b.PublishIdempotent(context.Background(), "k", []event.Message{{Channel: ch, Type: "t", Data: []byte("{}")}}); err != nil {
 		t.Fatal(err)
 	}
 	c.Add(time.Hour)
@@ -141,11 +140,11 @@ func TestJanitorRuns(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	b.tmu.Lock()
-	n := len(b.tickets)
-	b.tmu.Unlock()
+	b.imu.Lock()
+	n := len(b.done)
+	b.imu.Unlock()
 	if n != 0 {
-		t.Errorf("%d expired tickets kept", n)
+		t.Errorf("%d expired idempotency keys kept", n)
 	}
 }
 
@@ -257,8 +256,4 @@ func TestSinceLimit(t *testing.T) {
 			}
 		})
 	}
-}
-
-func authPrincipal() auth.Principal {
-	return auth.Principal{User: "u", Tenant: tenant, Kind: auth.KindTicket}
 }
