@@ -18,13 +18,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // Stream conditions of the stream-error event (protocol.md §6).
@@ -430,12 +431,7 @@ func (s *Stream) backoff() time.Duration {
 	if s.retry > 0 {
 		base = s.retry
 	}
-	d := base
-	for i := 0; i < s.failures && d < s.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, max(s.cfg.MaxBackoff, base))
-	return d + rand.N(d/4+1)
+	return backoff.Above.Draw(backoff.Ceiling(base, s.cfg.MaxBackoff, s.failures))
 }
 
 func (s *Stream) drop() {

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // DefaultTable is the outbox table's default name (SLUICE_OUTBOX_TABLE).
@@ -197,7 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Logger = slog.Default()
 	}
 	r := &relay{cfg: cfg, log: cfg.Logger.With("outbox", cfg.Table)}
-	backoff := 100 * time.Millisecond
+	bo := backoff.Backoff{First: 100 * time.Millisecond, Longest: 2 * time.Second, Jitter: backoff.None}
 	for {
 		start := time.Now()
 		err := r.session(ctx)
@@ -205,14 +207,14 @@ func Run(ctx context.Context, cfg Config) error {
 			return ctx.Err()
 		}
 		if time.Since(start) > 10*time.Second {
-			backoff = 100 * time.Millisecond
+			bo.Reset()
 		}
-		r.log.Warn("outbox relay: database session ended; reconnecting", "err", err, "in", backoff)
+		wait := bo.Next()
+		r.log.Warn("outbox relay: database session ended; reconnecting", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }

@@ -24,13 +24,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // MaxBatch is the largest batch the gateway accepts (protocol.md §7).
@@ -107,7 +108,8 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 func WithRetries(n int) Option { return func(c *Client) { c.retries = max(n, 0) } }
 
 // WithBackoff sets the first and the longest wait between attempts (default
-// 100 ms and 5 s). Each wait doubles, with full jitter; a Retry-After header
+// 100 ms and 5 s). Each wait's ceiling doubles, the wait drawn from its upper
+// half (jitter); a Retry-After header
 // is honoured up to the longest wait.
 func WithBackoff(first, longest time.Duration) Option {
 	return func(c *Client) { c.minBackoff, c.maxBackoff = first, max(first, longest) }
@@ -177,20 +179,14 @@ func (c *Client) send(ctx context.Context, body any) ([]string, error) {
 	}
 }
 
-// backoff returns the wait before retry attempt+1: full jitter over an
-// exponential ceiling, or the server's Retry-After when it gave one.
+// backoff returns the wait before retry attempt+1: drawn from the upper
+// half of an exponential ceiling, or the server's Retry-After when it gave
+// one.
 func (c *Client) backoff(attempt int, retryAfter time.Duration) time.Duration {
 	if retryAfter > 0 {
 		return min(retryAfter, c.maxBackoff)
 	}
-	ceil := c.minBackoff << min(attempt, 20)
-	if ceil <= 0 || ceil > c.maxBackoff {
-		ceil = c.maxBackoff
-	}
-	if ceil <= 0 {
-		return 0
-	}
-	return ceil/2 + rand.N(ceil/2+1)
+	return backoff.Equal.Draw(backoff.Ceiling(c.minBackoff, c.maxBackoff, attempt))
 }
 
 // once sends one request. wait is negative when the error is final, else the

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // Live fan-out.
@@ -255,10 +255,10 @@ func (b *Broker) run(lost <-chan error) {
 			b.closeConn()
 			b.log.Warn("redis broker: Pub/Sub connection lost; reconnecting", "err", err)
 		}
-		backoff := 50 * time.Millisecond
+		bo := backoff.Backoff{First: 50 * time.Millisecond, Longest: 5 * time.Second, Jitter: backoff.Equal}
+		wait := bo.Next()
 		lastCause := ""
 		for {
-			wait := backoff/2 + rand.N(backoff/2+1)
 			select {
 			case <-b.stop:
 				return
@@ -271,6 +271,7 @@ func (b *Broker) run(lost <-chan error) {
 			if err == nil {
 				break
 			}
+			wait = bo.Next()
 			// The cause is logged once per change (WRONGPASS after a
 			// password rotation, a TLS failure, a refused connection), at
 			// ERROR when only the operator can fix it.
@@ -279,10 +280,9 @@ func (b *Broker) run(lost <-chan error) {
 				if hint := operatorHint(err); hint != "" {
 					b.log.Error("redis broker: cannot reconnect; "+hint, "err", err)
 				} else {
-					b.log.Warn("redis broker: reconnect failed; retrying", "err", err, "retry_in", backoff)
+					b.log.Warn("redis broker: reconnect failed; retrying", "err", err, "retry_in", wait)
 				}
 			}
-			backoff = min(2*backoff, 5*time.Second)
 		}
 		b.log.Info("redis broker: Pub/Sub connection restored")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -49,6 +49,7 @@ import (
 
 	"github.com/valkey-io/valkey-go"
 
+	"github.com/sluicehq/sluice/internal/backoff"
 	"github.com/sluicehq/sluice/problem"
 )
 
@@ -194,14 +195,14 @@ func (in *Ingester) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			d := bo.next()
+			d := bo.Next()
 			in.log.Debug("django ingest: lease attempt failed", "err", err, "retry_in", d)
 			sleep(ctx, d)
 		case wait > 0:
-			bo.reset()
+			bo.Reset()
 			sleep(ctx, wait)
 		default:
-			bo.reset()
+			bo.Reset()
 			in.hold(ctx, client)
 		}
 	}
@@ -220,7 +221,7 @@ func (in *Ingester) connect(ctx context.Context) valkey.Client {
 		if !warned {
 			in.log.Warn("django ingest: Redis unreachable; retrying", "err", err)
 		}
-		if !sleep(ctx, bo.next()) {
+		if !sleep(ctx, bo.Next()) {
 			return nil
 		}
 	}
@@ -331,19 +332,19 @@ func (in *Ingester) subscribe(ctx context.Context, c valkey.Client) {
 		if err != nil {
 			dc.Close()
 			if ctx.Err() == nil {
-				d := bo.next()
+				d := bo.Next()
 				in.log.Debug("django ingest: subscribe failed; retrying", "err", err, "retry_in", d)
 				sleep(ctx, d)
 			}
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		in.log.Debug("django ingest: subscribed")
 		select {
 		case err := <-lost:
 			dc.Close()
 			in.log.Warn("django ingest: Pub/Sub connection lost; resubscribing", "err", err)
-			sleep(ctx, bo.next())
+			sleep(ctx, bo.Next())
 		case <-ctx.Done():
 			// The reply to UNSUBSCRIBE comes after every message sent before
 			// it, and hooks run on the reader, so once it is here every
@@ -422,16 +423,10 @@ func truncate(s string) string {
 	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
-// backoff is capped exponential backoff with jitter.
-type backoff struct{ d time.Duration }
-
-func newBackoff() *backoff { return &backoff{} }
-
-func (b *backoff) reset() { b.d = 0 }
-
-func (b *backoff) next() time.Duration {
-	b.d = min(max(2*b.d, 50*time.Millisecond), 5*time.Second)
-	return b.d/2 + mrand.N(b.d/2+1)
+// newBackoff is the ingest's retry backoff: ceilings from 50 ms doubling
+// up to 5 s, each wait drawn from the upper half of its ceiling.
+func newBackoff() *backoff.Backoff {
+	return &backoff.Backoff{First: 50 * time.Millisecond, Longest: 5 * time.Second, Jitter: backoff.Equal}
 }
 
 // sleep waits d or until ctx ends; it reports whether d elapsed.
