@@ -34,7 +34,6 @@ var (
 	request     = authtest.Request
 	code        = authtest.Code
 	noLeak      = authtest.NoLeak
-	mustEC      = authtest.MustEC
 	errDown     = authtest.ErrDown
 )
 

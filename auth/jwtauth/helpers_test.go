@@ -7,8 +7,6 @@ import "github.com/sluicehq/sluice/auth/internal/authtest"
 const (
 	tenantA = authtest.TenantA
 	tenantB = authtest.TenantB
-	apiKey1 = authtest.APIKey1
-	apiKey2 = authtest.APIKey2
 )
 
 type (
@@ -20,14 +18,12 @@ var (
 	secret      = authtest.Secret
 	epoch       = authtest.Epoch
 	keys        = authtest.Keys
-	newClock    = authtest.NewClock
 	claims      = authtest.Claims
 	set         = authtest.Set
 	del         = authtest.Del
 	sign        = authtest.Sign
 	hs256       = authtest.HS256
 	hs256Raw    = authtest.HS256Raw
-	writeFile   = authtest.WriteFile
 	pemFile     = authtest.PEMFile
 	apiKeysFile = authtest.APIKeysFile
 	newAuth     = authtest.NewAuth
@@ -35,7 +31,6 @@ var (
 	code        = authtest.Code
 	noLeak      = authtest.NoLeak
 	mustEC      = authtest.MustEC
-	errDown     = authtest.ErrDown
 )
 
 type failing = authtest.Failing
