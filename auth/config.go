@@ -12,7 +12,7 @@ type Config struct {
 	// Tokens verifies bearer tokens: "Authorization: Bearer <token>" and,
 	// on the stream endpoint, ?access_token= (a *jwtauth.Verifier for JWTs).
 	// Nil means they are not accepted. The Authenticator owns it: Close
-	// closes it.
+	// closes it (if it is an io.Closer), and so does New when it fails.
 	Tokens TokenVerifier
 
 	// Leeway is the clock-skew allowance on a credential's expiry

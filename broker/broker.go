@@ -166,7 +166,9 @@ type Broker interface {
 	Revoke(ctx context.Context, r Revocation, ttl time.Duration) error
 
 	// OnRevoke registers f to be called for each revocation, on this
-	// instance, whichever instance recorded it. f must not block.
+	// instance, whichever instance recorded it. f is called from the
+	// broker's own goroutines or from Revoke's caller, possibly
+	// concurrently with itself; it must not block.
 	OnRevoke(f func(Revocation))
 
 	// RevokedAt returns the time of the latest revocation still in force
