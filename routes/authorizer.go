@@ -1,21 +1,20 @@
 package routes
 
 import (
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/internal/answercache"
+	"github.com/sluicehq/sluice/internal/backendcall"
 	"github.com/sluicehq/sluice/problem"
 )
 
@@ -29,24 +28,26 @@ type authorizer interface {
 // the answer cache.
 type httpShared struct {
 	client *http.Client
-	cache  *cache
+	cache  *answercache.Cache[outcome]
 }
 
 // httpAuthorizer asks the backend: GET <url> with the caller's own
-// Authorization header; a 2xx answer allows.
+// Authorization header; a 2xx answer allows. The request, its limits and
+// the reading of the answer are the membership source tenant.HTTP's too
+// (internal/backendcall).
 type httpAuthorizer struct {
-	*httpShared
-	url     template
-	ttl     time.Duration // allowed answers
-	negTTL  time.Duration // 401, 403 and 404 answers
-	timeout time.Duration
+	cache  *answercache.Cache[outcome]
+	client backendcall.Client
+	url    template
+	ttl    time.Duration // allowed answers
+	negTTL time.Duration // 401, 403 and 404 answers
 }
 
 func newHTTPAuthorizer(a *authorizerSpec, wild []string, shared *httpShared) (*httpAuthorizer, error) {
 	if a.URL == "" {
 		return nil, errors.New(`type "http" needs a "url"`)
 	}
-	h := &httpAuthorizer{httpShared: shared, ttl: DefaultCache, timeout: DefaultTimeout}
+	h := &httpAuthorizer{cache: shared.cache, client: backendcall.Client{HTTP: shared.client, Timeout: DefaultTimeout}, ttl: DefaultCache}
 	var err error
 	if a.Cache != "" {
 		if h.ttl, err = time.ParseDuration(a.Cache); err != nil || h.ttl < 0 {
@@ -54,7 +55,7 @@ func newHTTPAuthorizer(a *authorizerSpec, wild []string, shared *httpShared) (*h
 		}
 	}
 	if a.Timeout != "" {
-		if h.timeout, err = time.ParseDuration(a.Timeout); err != nil || h.timeout <= 0 {
+		if h.client.Timeout, err = time.ParseDuration(a.Timeout); err != nil || h.client.Timeout <= 0 {
 			return nil, fmt.Errorf(`"timeout" %q is not a positive duration such as "3s"`, a.Timeout)
 		}
 	}
@@ -93,10 +94,13 @@ func newHTTPAuthorizer(a *authorizerSpec, wild []string, shared *httpShared) (*h
 type outcome = *problem.Problem
 
 func (h *httpAuthorizer) authorize(ctx context.Context, p auth.Principal, vals map[string]string) error {
-	u := h.url.fill(vals, url.PathEscape)
+	u := h.url.fill(vals, backendcall.Escape)
 	sum := sha256.Sum256([]byte(p.Credential))
 	key := hex.EncodeToString(sum[:]) + " " + u
-	out, err := h.cache.do(ctx, key, func() (outcome, time.Duration) { return h.ask(ctx, u, p.Credential) })
+	// The request outlives the caller that started it, since callers with
+	// the same credential and URL share it; the timeout bounds it.
+	detached := context.WithoutCancel(ctx)
+	out, err := h.cache.Do(ctx, key, func() (outcome, time.Duration) { return h.ask(detached, u, p.Credential) })
 	if err != nil {
 		return err
 	}
@@ -109,39 +113,27 @@ func (h *httpAuthorizer) authorize(ctx context.Context, p auth.Principal, vals m
 // ask sends the request and maps the answer; the duration is how long the
 // answer may be cached (0: not at all).
 func (h *httpAuthorizer) ask(ctx context.Context, u, credential string) (outcome, time.Duration) {
-	// The request outlives the caller that started it, since callers with
-	// the same credential and URL share it; the timeout bounds it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
+	ans, err := h.client.Ask(ctx, u, credential)
+	var status *backendcall.StatusError
+	switch {
+	case errors.Is(err, backendcall.ErrRequest):
 		return upstream("the authorizer URL is invalid"), 0
-	}
-	if credential != "" {
-		req.Header.Set("Authorization", credential)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := h.client.Do(req)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return upstream("the backend did not answer within " + h.timeout.String()), 0
-		}
+	case errors.As(err, &status):
+		return upstream(fmt.Sprintf("the backend answered %d", status.Status)), 0
+	case errors.Is(err, context.DeadlineExceeded):
+		return upstream("the backend did not answer within " + h.client.Timeout.String()), 0
+	case err != nil:
 		return upstream("the backend is unreachable"), 0
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	switch s := resp.StatusCode; {
-	case s >= 200 && s < 300:
+	switch ans.Status {
+	case http.StatusUnauthorized:
+		return refusal(ans, CodeBackendUnauthorized, "the backend did not accept the credential"), h.negTTL
+	case http.StatusForbidden:
+		return refusal(ans, CodeForbidden, "the backend does not allow this caller to read the resource"), h.negTTL
+	case http.StatusNotFound:
+		return refusal(ans, CodeNotFound, "no such resource"), h.negTTL
+	default: // 2xx
 		return nil, h.ttl
-	case s == http.StatusUnauthorized:
-		return refusal(s, CodeBackendUnauthorized, body, "the backend did not accept the credential"), h.negTTL
-	case s == http.StatusForbidden:
-		return refusal(s, CodeForbidden, body, "the backend does not allow this caller to read the resource"), h.negTTL
-	case s == http.StatusNotFound:
-		return refusal(s, CodeNotFound, body, "no such resource"), h.negTTL
-	default:
-		return upstream(fmt.Sprintf("the backend answered %d", s)), 0
 	}
 }
 
@@ -152,14 +144,14 @@ func upstream(detail string) *problem.Problem {
 // refusal relays a backend's refusal with the same status, keeping the
 // "detail" of a problem (or "detail"/"error"/"message" of a JSON) body when
 // it is short printable text.
-func refusal(status int, code string, body []byte, fallback string) *problem.Problem {
+func refusal(ans backendcall.Answer, code string, fallback string) *problem.Problem {
 	var b struct {
 		Detail  string `json:"detail"`
 		Error   string `json:"error"`
 		Message string `json:"message"`
 	}
 	detail := fallback
-	if json.Unmarshal(body, &b) == nil {
+	if json.Unmarshal(ans.Body, &b) == nil {
 		for _, d := range []string{b.Detail, b.Message, b.Error} {
 			if printable(d) {
 				detail = d
@@ -167,7 +159,7 @@ func refusal(status int, code string, body []byte, fallback string) *problem.Pro
 			}
 		}
 	}
-	return problem.New(status, code, detail)
+	return problem.New(ans.Status, code, detail)
 }
 
 func printable(s string) bool {
@@ -180,83 +172,4 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-// cache holds recent authorizer answers in LRU order, bounded in size, and
-// makes concurrent callers of one key share a single backend request.
-type cache struct {
-	max int
-
-	mu       sync.Mutex
-	ll       *list.List // of *entry, most recent first
-	entries  map[string]*list.Element
-	inflight map[string]*call
-}
-
-type entry struct {
-	key     string
-	out     outcome
-	expires time.Time
-}
-
-type call struct {
-	done chan struct{}
-	out  outcome
-}
-
-func newCache(max int) *cache {
-	return &cache{max: max, ll: list.New(), entries: map[string]*list.Element{}, inflight: map[string]*call{}}
-}
-
-// do returns the cached answer for key, or runs fetch once for every
-// concurrent caller and caches its answer for the duration it returns. The
-// error is ctx's, when the caller stops waiting.
-func (c *cache) do(ctx context.Context, key string, fetch func() (outcome, time.Duration)) (outcome, error) {
-	c.mu.Lock()
-	if el, ok := c.entries[key]; ok {
-		e := el.Value.(*entry)
-		if time.Now().Before(e.expires) {
-			c.ll.MoveToFront(el)
-			c.mu.Unlock()
-			return e.out, nil
-		}
-		c.ll.Remove(el)
-		delete(c.entries, key)
-	}
-	if cl, ok := c.inflight[key]; ok {
-		c.mu.Unlock()
-		select {
-		case <-cl.done:
-			return cl.out, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	cl := &call{done: make(chan struct{})}
-	c.inflight[key] = cl
-	c.mu.Unlock()
-
-	out, ttl := fetch()
-
-	c.mu.Lock()
-	delete(c.inflight, key)
-	cl.out = out
-	close(cl.done)
-	if ttl > 0 {
-		c.entries[key] = c.ll.PushFront(&entry{key: key, out: out, expires: time.Now().Add(ttl)})
-		for c.ll.Len() > c.max {
-			old := c.ll.Back()
-			c.ll.Remove(old)
-			delete(c.entries, old.Value.(*entry).key)
-		}
-	}
-	c.mu.Unlock()
-	return out, nil
-}
-
-// len returns the number of cached answers.
-func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len()
 }

@@ -35,6 +35,7 @@ import (
 
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/internal/answercache"
 	"github.com/sluicehq/sluice/problem"
 	"github.com/sluicehq/sluice/stream"
 )
@@ -135,11 +136,7 @@ func Parse(raw []byte, o Options) ([]Route, error) {
 	}
 	noRedirect := *client
 	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	size := o.CacheSize
-	if size <= 0 {
-		size = 10000
-	}
-	shared := &httpShared{client: &noRedirect, cache: newCache(size)}
+	shared := &httpShared{client: &noRedirect, cache: answercache.New[outcome](o.CacheSize)}
 
 	mux := http.NewServeMux()
 	nop := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})

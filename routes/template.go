@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/internal/backendcall"
 )
 
 // tenantPlaceholder is the placeholder for the principal's active tenant. It
@@ -177,7 +178,7 @@ func checkValue(v string) error {
 	if v == "" || len(v) > channel.MaxResourceLen {
 		return channel.ErrResource
 	}
-	if v == "." || v == ".." {
+	if !backendcall.SegmentSafe(v) {
 		return errDotSegment
 	}
 	for i := 0; i < len(v); i++ {

@@ -3,8 +3,6 @@ package tenant_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
@@ -27,27 +25,4 @@ func ExampleGate_Check() {
 	// Output:
 	// <nil>
 	// 403 foreign_tenant
-}
-
-func ExampleFromSpec() {
-	dir, _ := os.MkdirTemp("", "sluice")
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "members.json")
-	_ = os.WriteFile(path, []byte(`{"alice": ["3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"]}`), 0o600)
-
-	m, closer, err := tenant.FromSpec(context.Background(), "file:"+path, tenant.PostgresConfig{}, tenant.HTTPConfig{})
-	if err != nil {
-		panic(err)
-	}
-	defer closer.Close()
-
-	ctx := context.Background()
-	for _, user := range []string{"alice", "bob"} {
-		p := auth.Principal{User: user, Tenant: "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"}
-		ok, _ := m.IsMember(ctx, p, p.Tenant)
-		fmt.Println(user, ok)
-	}
-	// Output:
-	// alice true
-	// bob false
 }

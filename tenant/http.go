@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/internal/answercache"
+	"github.com/sluicehq/sluice/internal/backendcall"
 )
 
 // HTTPConfig configures an HTTP membership source. Its zero value (with URL
@@ -41,8 +42,12 @@ type HTTPConfig struct {
 	Client *http.Client
 }
 
-// DefaultHTTPTimeout bounds each request of an HTTP membership source.
-const DefaultHTTPTimeout = 2 * time.Second
+// Defaults of HTTPConfig (and of the postgres membership source's cache).
+const (
+	DefaultHTTPTimeout = 2 * time.Second         // bounds each request
+	DefaultCacheTTL    = 5 * time.Second         // how long an answer is reused
+	DefaultCacheSize   = answercache.DefaultSize // bounds the answers kept
+)
 
 // HTTP is a Membership that asks the application's own backend
 // (SLUICE_MEMBERSHIP=http:<url>), so that its authorization stays the one
@@ -54,17 +59,13 @@ const DefaultHTTPTimeout = 2 * time.Second
 //   - any other status, a network error or a timeout: a fault (fail closed).
 //
 // Answers are cached briefly by (credential, tenant); faults are not. It is
-// safe for concurrent use.
+// safe for concurrent use. The request, its limits and the reading of the
+// answer are the routes authorizer's too (internal/backendcall).
 type HTTP struct {
-	url     urlTemplate
-	timeout time.Duration
-	client  *http.Client
-	cache   *cache[httpKey]
-}
-
-type httpKey struct {
-	cred   [sha256.Size]byte
-	tenant string
+	url    urlTemplate
+	client backendcall.Client
+	ttl    time.Duration
+	cache  *answercache.Cache[bool]
 }
 
 var _ Membership = (*HTTP)(nil)
@@ -91,8 +92,8 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: cfg.Timeout}
 	}
-	return &HTTP{url: tmpl, timeout: cfg.Timeout, client: cfg.Client,
-		cache: newCache[httpKey](cfg.CacheTTL, cfg.CacheSize, nil)}, nil
+	return &HTTP{url: tmpl, client: backendcall.Client{HTTP: cfg.Client, Timeout: cfg.Timeout},
+		ttl: cfg.CacheTTL, cache: answercache.New[bool](cfg.CacheSize)}, nil
 }
 
 // urlTemplate is a checked membership URL: literal parts and placeholders
@@ -191,83 +192,30 @@ func (t urlTemplate) fill(tenant, user string) string {
 		case "":
 			b.WriteString(p.lit)
 		case "tenant":
-			b.WriteString(escapeValue(tenant))
+			b.WriteString(backendcall.Escape(tenant))
 		case "user":
-			b.WriteString(escapeValue(user))
+			b.WriteString(backendcall.Escape(user))
 		}
 	}
 	return b.String()
-}
-
-// escapeValue percent-encodes every byte of v but the unreserved characters
-// of RFC 3986 (A–Z a–z 0–9 - . _ ~), so that a value is one path segment or
-// one query value wherever the template puts it: "/", "?", "#", "&", "=",
-// ";" and "%" are all encoded.
-func escapeValue(v string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	b.Grow(len(v))
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
-}
-
-// pathSafe reports whether v may be put in the URL: not empty, "." nor "..",
-// which a URL cannot carry as a segment without changing the path (the same
-// rule as the routes authorizer's).
-func pathSafe(v string) bool {
-	return v != "" && v != "." && v != ".."
 }
 
 // IsMember implements Membership.
 func (h *HTTP) IsMember(ctx context.Context, p auth.Principal, tenant string) (bool, error) {
-	if !pathSafe(p.User) || !pathSafe(tenant) {
+	if !backendcall.SegmentSafe(p.User) || !backendcall.SegmentSafe(tenant) {
 		// No request could ask about them without changing its path: not a
 		// member (fail closed), not a fault.
 		return false, nil
 	}
-	key := httpKey{cred: sha256.Sum256([]byte(p.Credential)), tenant: tenant}
-	if m, ok := h.cache.get(key); ok {
+	cred := sha256.Sum256([]byte(p.Credential))
+	key := answercache.Key(string(cred[:]), tenant)
+	if m, ok := h.cache.Get(key); ok {
 		return m, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url.fill(tenant, p.User), nil)
+	ans, err := h.client.Ask(ctx, h.url.fill(tenant, p.User), p.Credential)
 	if err != nil {
-		return false, errors.New("tenant: http membership: cannot build the request")
-	}
-	if p.Credential != "" {
-		req.Header.Set("Authorization", p.Credential)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := h.client.Do(req)
-	if err != nil {
-		// A *url.Error quotes the URL; keep only the cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
 		return false, fmt.Errorf("tenant: http membership: %w", err)
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	resp.Body.Close()
-	var member bool
-	switch s := resp.StatusCode; {
-	case s >= 200 && s < 300:
-		member = true
-	case s == http.StatusUnauthorized || s == http.StatusForbidden || s == http.StatusNotFound:
-		member = false
-	default:
-		return false, fmt.Errorf("tenant: http membership: backend answered %d", s)
-	}
-	h.cache.put(key, member)
-	return member, nil
+	h.cache.Put(key, ans.Allowed(), h.ttl)
+	return ans.Allowed(), nil
 }

@@ -5,7 +5,10 @@
 // The gate refuses, with 403, a request for any channel outside the
 // principal's active tenant, and a principal that is not a member of that
 // tenant. Membership comes from a Membership: Token (the default: the
-// token's tenant claim is trusted), File, Postgres or HTTP. Every fault of a
+// token's tenant claim is trusted), File or HTTP of this package, the SQL
+// query of package tenant/postgres (apart, so that only who opts into it
+// compiles pgx), or any implementation of the embedder's. Package
+// tenant/source chooses one by its SLUICE_MEMBERSHIP name. Every fault of a
 // membership source fails closed: the gate returns it and the caller answers
 // 503, never a stream.
 package tenant

@@ -1,4 +1,4 @@
-package tenant_test
+package postgres_test
 
 import (
 	"context"
@@ -15,6 +15,12 @@ import (
 
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/tenant"
+	"github.com/sluicehq/sluice/tenant/postgres"
+)
+
+const (
+	tenantA = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+	tenantB = "0b6a4f52-6c2e-4e8a-9d71-2f0c8b7e5a13"
 )
 
 // pgEnv is a schema with a memberships table under row-level security, and a
@@ -77,10 +83,10 @@ func newPGEnv(t *testing.T) *pgEnv {
 	return e
 }
 
-func (e *pgEnv) open(t *testing.T, cfg tenant.PostgresConfig) *tenant.Postgres {
+func (e *pgEnv) open(t *testing.T, cfg postgres.Config) *postgres.Membership {
 	t.Helper()
 	cfg.URL = e.roleURL
-	p, err := tenant.NewPostgres(context.Background(), cfg)
+	p, err := postgres.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +109,7 @@ func member(t *testing.T, m tenant.Membership, user, tnt string) bool {
 
 func TestPostgres(t *testing.T) {
 	e := newPGEnv(t)
-	p := e.open(t, tenant.PostgresConfig{Query: e.query("user_id = $1 AND tenant_id = $2"), CacheTTL: -1})
+	p := e.open(t, postgres.Config{Query: e.query("user_id = $1 AND tenant_id = $2"), CacheTTL: -1})
 	for _, tt := range []struct {
 		user, tenant string
 		want         bool
@@ -146,7 +152,7 @@ func TestPostgresRowLevelSecurity(t *testing.T) {
 		t.Fatalf("without the setting the role sees %d rows (%v)", n, err)
 	}
 
-	p := e.open(t, tenant.PostgresConfig{Query: e.query("user_id = $1 AND $2::text IS NOT NULL"), CacheTTL: -1})
+	p := e.open(t, postgres.Config{Query: e.query("user_id = $1 AND $2::text IS NOT NULL"), CacheTTL: -1})
 	if !member(t, p, "bob", tenantB) {
 		t.Fatal("bob not a member of B")
 	}
@@ -166,8 +172,8 @@ func TestPostgresRowLevelSecurity(t *testing.T) {
 
 func TestPostgresCache(t *testing.T) {
 	e := newPGEnv(t)
-	cached := e.open(t, tenant.PostgresConfig{Query: e.query("user_id = $1 AND tenant_id = $2"), CacheTTL: time.Hour})
-	uncached := e.open(t, tenant.PostgresConfig{Query: e.query("user_id = $1 AND tenant_id = $2"), CacheTTL: -1})
+	cached := e.open(t, postgres.Config{Query: e.query("user_id = $1 AND tenant_id = $2"), CacheTTL: time.Hour})
+	uncached := e.open(t, postgres.Config{Query: e.query("user_id = $1 AND tenant_id = $2"), CacheTTL: -1})
 	if !member(t, cached, "alice", tenantA) || member(t, cached, "bob", tenantA) {
 		t.Fatal("wrong first answers")
 	}
@@ -188,7 +194,7 @@ func TestPostgresCache(t *testing.T) {
 
 func TestPostgresPoolBounded(t *testing.T) {
 	e := newPGEnv(t)
-	p := e.open(t, tenant.PostgresConfig{Query: e.query("user_id = $1 AND tenant_id = $2"), CacheTTL: -1, MaxConns: 2})
+	p := e.open(t, postgres.Config{Query: e.query("user_id = $1 AND tenant_id = $2"), CacheTTL: -1, MaxConns: 2})
 	var wg sync.WaitGroup
 	for range 32 {
 		wg.Go(func() {
@@ -212,21 +218,21 @@ func TestPostgresErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, tt := range []struct {
 		name string
-		cfg  tenant.PostgresConfig
+		cfg  postgres.Config
 		want string
 	}{
-		{"no URL", tenant.PostgresConfig{}, "URL"},
-		{"bad URL", tenant.PostgresConfig{URL: "postgres://u:secretpw@[::1"}, "cannot parse"},
-		{"missing table", tenant.PostgresConfig{URL: e.roleURL}, "memberships"},
-		{"one parameter", tenant.PostgresConfig{URL: e.roleURL, Query: e.query("user_id = $1")}, "parameters"},
-		{"syntax", tenant.PostgresConfig{URL: e.roleURL, Query: "SELEKT"}, "syntax"},
-		{"bad setting", tenant.PostgresConfig{URL: e.roleURL, Query: e.query("user_id = $1 AND tenant_id = $2"), TenantSetting: "nodot"}, "setting"},
+		{"no URL", postgres.Config{}, "URL"},
+		{"bad URL", postgres.Config{URL: "postgres://u:secretpw@[::1"}, "cannot parse"},
+		{"missing table", postgres.Config{URL: e.roleURL}, "memberships"},
+		{"one parameter", postgres.Config{URL: e.roleURL, Query: e.query("user_id = $1")}, "parameters"},
+		{"syntax", postgres.Config{URL: e.roleURL, Query: "SELEKT"}, "syntax"},
+		{"bad setting", postgres.Config{URL: e.roleURL, Query: e.query("user_id = $1 AND tenant_id = $2"), TenantSetting: "nodot"}, "setting"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := tenant.NewPostgres(ctx, tt.cfg)
+			p, err := postgres.New(ctx, tt.cfg)
 			if err == nil {
 				p.Close()
-				t.Fatal("NewPostgres succeeded")
+				t.Fatal("New succeeded")
 			}
 			if !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "secretpw") {
 				t.Fatalf("error %q, want one mentioning %q", err, tt.want)
@@ -235,22 +241,9 @@ func TestPostgresErrors(t *testing.T) {
 	}
 
 	// A closed pool is a fault, not a "no".
-	p := e.open(t, tenant.PostgresConfig{Query: e.query("user_id = $1 AND tenant_id = $2"), CacheTTL: -1})
+	p := e.open(t, postgres.Config{Query: e.query("user_id = $1 AND tenant_id = $2"), CacheTTL: -1})
 	p.Close()
 	if _, err := p.IsMember(ctx, auth.Principal{User: "bob"}, tenantB); err == nil {
 		t.Fatal("closed pool answered")
-	}
-}
-
-func TestPostgresFromSpec(t *testing.T) {
-	e := newPGEnv(t)
-	m, c, err := tenant.FromSpec(context.Background(), "postgres",
-		tenant.PostgresConfig{URL: e.roleURL, Query: e.query("user_id = $1 AND tenant_id = $2")}, tenant.HTTPConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if !member(t, m, "bob", tenantB) {
-		t.Fatal("bob not a member of B")
 	}
 }

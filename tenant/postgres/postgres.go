@@ -1,4 +1,8 @@
-package tenant
+// Package postgres is a membership source of the tenant gate backed by a SQL
+// query on PostgreSQL (SLUICE_MEMBERSHIP=postgres), through pgx. It is apart
+// from package tenant so that only an embedder who opts into it compiles
+// pgx.
+package postgres
 
 import (
 	"context"
@@ -10,18 +14,20 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/internal/answercache"
+	"github.com/sluicehq/sluice/tenant"
 )
 
-// PostgresConfig configures a Postgres membership source. Its zero value
-// (with URL set) means the defaults below.
-type PostgresConfig struct {
+// Config configures a postgres membership source. Its zero value (with URL
+// set) means the defaults below.
+type Config struct {
 	// URL is the connection string, e.g.
 	// postgres://sluice@db/app?sslmode=verify-full. Use a role without
 	// BYPASSRLS that is not a superuser, so row-level security applies.
 	URL string
 
 	// Query is run with $1 = user id and $2 = tenant id; any row means
-	// member. Default DefaultPostgresQuery. It must take exactly these two
+	// member. Default DefaultQuery. It must take exactly these two
 	// parameters; New checks it against the database at start.
 	Query string
 
@@ -36,44 +42,44 @@ type PostgresConfig struct {
 	MaxConns int32
 
 	// CacheTTL is how long an answer (member or not) is reused. Zero means
-	// 5s; negative disables the cache.
+	// tenant.DefaultCacheTTL (5s); negative disables the cache.
 	CacheTTL time.Duration
 
-	// CacheSize bounds the answers kept. Zero means DefaultCacheSize.
+	// CacheSize bounds the answers kept. Zero means tenant.DefaultCacheSize.
 	CacheSize int
 }
 
-// Defaults of PostgresConfig.
+// Defaults of Config.
 const (
-	DefaultPostgresQuery = "SELECT 1 FROM memberships WHERE user_id = $1 AND tenant_id = $2"
+	DefaultQuery         = "SELECT 1 FROM memberships WHERE user_id = $1 AND tenant_id = $2"
 	DefaultTenantSetting = "app.tenant_id"
 	DefaultMaxConns      = 4
-	DefaultCacheTTL      = 5 * time.Second
 )
 
-// Postgres is a Membership backed by a SQL query (SLUICE_MEMBERSHIP=postgres).
-// Each check runs in its own read-only transaction that first sets the
-// tenant setting for row-level security, then runs the query. Answers are
-// cached briefly; faults are not. It is safe for concurrent use; Close
-// releases the pool.
-type Postgres struct {
+// Membership is a tenant.Membership backed by a SQL query
+// (SLUICE_MEMBERSHIP=postgres). Each check runs in its own read-only
+// transaction that first sets the tenant setting for row-level security,
+// then runs the query. Answers are cached briefly; faults are not. It is
+// safe for concurrent use; Close releases the pool.
+type Membership struct {
 	pool    *pgxpool.Pool
 	query   string
 	setting string
-	cache   *cache[[2]string]
+	ttl     time.Duration
+	cache   *answercache.Cache[bool]
 }
 
-var _ Membership = (*Postgres)(nil)
+var _ tenant.Membership = (*Membership)(nil)
 
-// NewPostgres connects (bounded by ctx), and checks that the query is valid
-// and takes two parameters, so that a mistake fails the start rather than the
+// New connects (bounded by ctx), and checks that the query is valid and
+// takes two parameters, so that a mistake fails the start rather than the
 // first request.
-func NewPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
+func New(ctx context.Context, cfg Config) (*Membership, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("tenant: postgres membership needs a connection URL")
 	}
 	if cfg.Query == "" {
-		cfg.Query = DefaultPostgresQuery
+		cfg.Query = DefaultQuery
 	}
 	if cfg.TenantSetting == "" {
 		cfg.TenantSetting = DefaultTenantSetting
@@ -85,7 +91,7 @@ func NewPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		return nil, errors.New("tenant: postgres MaxConns must be positive")
 	}
 	if cfg.CacheTTL == 0 {
-		cfg.CacheTTL = DefaultCacheTTL
+		cfg.CacheTTL = tenant.DefaultCacheTTL
 	}
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
@@ -98,8 +104,8 @@ func NewPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tenant: postgres membership: %w", err)
 	}
-	p := &Postgres{pool: pool, query: cfg.Query, setting: cfg.TenantSetting,
-		cache: newCache[[2]string](cfg.CacheTTL, cfg.CacheSize, nil)}
+	p := &Membership{pool: pool, query: cfg.Query, setting: cfg.TenantSetting,
+		ttl: cfg.CacheTTL, cache: answercache.New[bool](cfg.CacheSize)}
 	if err := p.check(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -108,7 +114,7 @@ func NewPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 }
 
 // check prepares the query once to validate it.
-func (p *Postgres) check(ctx context.Context) error {
+func (p *Membership) check(ctx context.Context) error {
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("tenant: postgres membership: connecting: %w", err)
@@ -127,10 +133,10 @@ func (p *Postgres) check(ctx context.Context) error {
 	return nil
 }
 
-// IsMember implements Membership.
-func (p *Postgres) IsMember(ctx context.Context, pr auth.Principal, tenant string) (bool, error) {
-	key := [2]string{pr.User, tenant}
-	if m, ok := p.cache.get(key); ok {
+// IsMember implements tenant.Membership.
+func (p *Membership) IsMember(ctx context.Context, pr auth.Principal, tenant string) (bool, error) {
+	key := answercache.Key(pr.User, tenant)
+	if m, ok := p.cache.Get(key); ok {
 		return m, nil
 	}
 	var member bool
@@ -149,12 +155,12 @@ func (p *Postgres) IsMember(ctx context.Context, pr auth.Principal, tenant strin
 	if err != nil {
 		return false, fmt.Errorf("tenant: postgres membership: %w", err)
 	}
-	p.cache.put(key, member)
+	p.cache.Put(key, member, p.ttl)
 	return member, nil
 }
 
 // Close closes the connection pool.
-func (p *Postgres) Close() error {
+func (p *Membership) Close() error {
 	p.pool.Close()
 	return nil
 }

@@ -1,4 +1,8 @@
-package tenant
+// Package source chooses the tenant gate's membership source by its
+// configuration name, the value of SLUICE_MEMBERSHIP (token, file:<path>,
+// postgres, http:<url>). It is server configuration: it imports every
+// source, pgx included (tenant/postgres), which package tenant does not.
+package source
 
 import (
 	"context"
@@ -6,6 +10,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/sluicehq/sluice/tenant"
+	"github.com/sluicehq/sluice/tenant/postgres"
 )
 
 type nopCloser struct{}
@@ -15,55 +22,55 @@ func (nopCloser) Close() error { return nil }
 
 // FromSpec builds the Membership named by a SLUICE_MEMBERSHIP value:
 //
-//	token          the token's tenant claim (Token); also the empty spec
-//	file:<path>    a JSON file (NewFile)
-//	postgres       a SQL query (NewPostgres with pg)
-//	http:<url>     the application's backend (NewHTTP with h, h.URL = <url>);
+//	token          the token's tenant claim (tenant.Token); also the empty spec
+//	file:<path>    a JSON file (tenant.NewFile)
+//	postgres       a SQL query (postgres.New with pg)
+//	http:<url>     the application's backend (tenant.NewHTTP with h, h.URL = <url>);
 //	               a bare http://… or https://… URL means the same
 //
 // The io.Closer releases what the source holds (the Postgres pool); it is
 // never nil. Anything else is an error naming the accepted forms (CheckSpec),
 // which never quotes a URL's user info or query.
-func FromSpec(ctx context.Context, spec string, pg PostgresConfig, h HTTPConfig) (Membership, io.Closer, error) {
+func FromSpec(ctx context.Context, spec string, pg postgres.Config, h tenant.HTTPConfig) (tenant.Membership, io.Closer, error) {
 	kind, arg, err := parseSpec(spec)
 	if err != nil {
 		return nil, nil, err
 	}
 	switch kind {
 	case "file":
-		f, err := NewFile(arg)
+		f, err := tenant.NewFile(arg)
 		if err != nil {
 			return nil, nil, err
 		}
 		return f, nopCloser{}, nil
 	case "postgres":
-		p, err := NewPostgres(ctx, pg)
+		p, err := postgres.New(ctx, pg)
 		if err != nil {
 			return nil, nil, err
 		}
 		return p, p, nil
 	case "http":
 		h.URL = arg
-		m, err := NewHTTP(h)
+		m, err := tenant.NewHTTP(h)
 		if err != nil {
 			return nil, nil, err
 		}
 		return m, nopCloser{}, nil
 	}
-	return Token{}, nopCloser{}, nil
+	return tenant.Token{}, nopCloser{}, nil
 }
 
 // CheckSpec reports whether spec is a SLUICE_MEMBERSHIP value FromSpec
 // accepts, without opening anything: the form, and for http the URL
-// template (NewHTTP's rules). A start calls it to refuse a mistake before
-// anything else; the error names the accepted forms and never quotes a
-// URL's user info or query.
+// template (tenant.NewHTTP's rules, which build no connection). A start
+// calls it to refuse a mistake before anything else; the error names the
+// accepted forms and never quotes a URL's user info or query.
 func CheckSpec(spec string) error {
 	kind, arg, err := parseSpec(spec)
 	if err != nil || kind != "http" {
 		return err
 	}
-	_, err = parseURLTemplate(arg)
+	_, err = tenant.NewHTTP(tenant.HTTPConfig{URL: arg})
 	return err
 }
 
