@@ -53,16 +53,17 @@ func RemoveSluiceBinary() {
 
 // SluiceConfig says how StartSluice runs the binary.
 type SluiceConfig struct {
-	// Args are the command's arguments; StartSluice adds --addr.
+	// Args are the command's arguments.
 	Args []string
 	// Env is the process's whole environment (KEY=value). Nil means the
 	// test's own environment without its SLUICE_* variables. The log level
 	// (SLUICE_LOG_LEVEL) must be info or debug: the address is read from
 	// the "listening" line.
 	Env []string
-	// Addr is the listen address; empty means 127.0.0.1:0, a port the
-	// process picks and reports. A restart on the same port passes the
-	// address of the process it replaces.
+	// Addr is the listen address (SLUICE_ADDR). Empty means the one Env or
+	// Args set, else 127.0.0.1:0: a port the process picks and reports. A
+	// restart on the same port passes the address of the process it
+	// replaces.
 	Addr string
 	// Ready, if not nil, must also hold before StartSluice returns (e.g. a
 	// --dev banner printed in full). It is polled.
@@ -89,26 +90,30 @@ type Sluice struct {
 var listening = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","addr":"([^"]+)"`)
 
 // StartSluice runs the built binary (SluiceBinary) as cfg says, on port 0
-// unless cfg.Addr is set, and waits until it reports its address, answers
+// unless an address is set, and waits until it reports its address, answers
 // GET /healthz with 200 and cfg.Ready holds. It fails the test if the
 // process exits meanwhile or is not ready within cfg.Timeout.
 func StartSluice(t testing.TB, cfg SluiceConfig) *Sluice {
 	t.Helper()
-	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:0"
-	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 20 * time.Second
 	}
-	cmd := exec.Command(SluiceBinary(t), append(cfg.Args[:len(cfg.Args):len(cfg.Args)], "--addr", cfg.Addr)...)
-	cmd.Env = cfg.Env
-	if cmd.Env == nil {
+	env := cfg.Env
+	if env == nil {
 		for _, kv := range os.Environ() {
 			if !strings.HasPrefix(kv, "SLUICE_") {
-				cmd.Env = append(cmd.Env, kv)
+				env = append(env, kv)
 			}
 		}
 	}
+	// The last of a variable set twice wins: a default first, Addr last.
+	if cfg.Addr == "" {
+		env = append([]string{"SLUICE_ADDR=127.0.0.1:0"}, env...)
+	} else {
+		env = append(env[:len(env):len(env)], "SLUICE_ADDR="+cfg.Addr)
+	}
+	cmd := exec.Command(SluiceBinary(t), cfg.Args...)
+	cmd.Env = env
 	done := make(chan struct{})
 	s := &Sluice{Cmd: cmd, Output: &syncbuf.Buffer{}, Done: done}
 	cmd.Stdout, cmd.Stderr = s.Output, s.Output
