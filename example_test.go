@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/auth/jwtauth"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/problem"
 )
@@ -22,10 +23,12 @@ import (
 // authentication, the tenant gate, streaming and resume.
 func ExampleGateway_Stream() {
 	ctx := context.Background()
-	cfg := sluice.DefaultConfig()
-	cfg.JWTSecret = "example-secret-0123456789abcdef0123"
-	cfg.LogLevel = "error"
-	gw, err := sluice.New(ctx, cfg)
+	secret := []byte("example-secret-0123456789abcdef0123")
+	verifier, err := jwtauth.New(ctx, jwtauth.Config{Secret: secret})
+	if err != nil {
+		panic(err)
+	}
+	gw, err := sluice.New(ctx, sluice.Options{Auth: auth.Config{Tokens: verifier}})
 	if err != nil {
 		panic(err)
 	}
@@ -49,7 +52,7 @@ func ExampleGateway_Stream() {
 	// A user of the tenant subscribes…
 	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"sub": "alice", "tenant_id": tenant, "exp": time.Now().Add(time.Hour).Unix(),
-	}).SignedString([]byte(cfg.JWTSecret))
+	}).SignedString(secret)
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/scans/42/events", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
@@ -84,20 +87,4 @@ func ExampleGateway_Stream() {
 	//
 	// event: scan.progress
 	// data: {"pct":40}
-}
-
-// LoadConfig reads SLUICE_* variables and flags; a bad value is an error
-// naming the variable, reported at start.
-func ExampleLoadConfig() {
-	getenv := func(k string) string {
-		return map[string]string{"SLUICE_JWT_SECRET": "s3cret", "SLUICE_HISTORY_SIZE": "500"}[k]
-	}
-	cfg, err := sluice.LoadConfig([]string{"--keepalive", "20s"}, getenv, nil)
-	fmt.Println(cfg.HistorySize, cfg.KeepAlive, err)
-
-	_, err = sluice.LoadConfig([]string{"--history-ttl", "forever"}, getenv, nil)
-	fmt.Println(err)
-	// Output:
-	// 500 20s <nil>
-	// invalid value "forever" for flag -history-ttl: SLUICE_HISTORY_TTL: not a duration (use Go syntax such as 15s): "forever"
 }

@@ -1,163 +1,218 @@
-// Package sluice is a multi-tenant Server-Sent Events gateway and the Go
-// library behind it. Backends publish events to channels named
+// Package sluice is the Go library behind the Sluice Server-Sent Events
+// gateway: what a service imports to serve streams and publish events with
+// tenant isolation enforced. Backends publish events to channels named
 // "<prefix>:<tenant_id>:<resource_id>"; browsers and services subscribe over
-// one long-lived HTTP response each; the server enforces tenant isolation.
+// one long-lived HTTP response each.
 //
-// A Gateway serves the generic endpoints (GET /events, POST /publish, POST
-// /tickets, POST /revoke, health and metrics) and lets a service add its own
+// A Gateway is built from explicit parts (Options): a broker, how callers
+// authenticate, a membership source, a metrics recorder, a logger and
+// limits. Every part but the token verifier has a sensible zero value:
+// New(ctx, Options{Auth: auth.Config{Tokens: v}}) is an in-memory gateway
+// that verifies tokens with v (a jwtauth.Verifier, say) and trusts their
+// tenant claim. It serves the
+// generic endpoints (GET /events, POST /publish, POST /tickets, POST
+// /revoke, /healthz, /readyz, /sluice.js) and lets a service add its own
 // stream endpoints with Stream, supplying only a channels hook: Sluice does
 // authentication, the tenant gate, streaming and resume.
+//
+// The package pulls in no database, Redis or metrics library. The adapters
+// are packages an embedder opts into: broker/redis (Valkey/Redis),
+// tenant/postgres (membership from PostgreSQL), metrics/prom (Prometheus).
+// The sluice command, configured from SLUICE_* variables, is package server.
+//
+// The wire contract is docs/protocol.md; §n references below are to it.
 package sluice
 
 import (
 	"context"
-	"encoding/json"
-	"net"
-
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
-	"os"
-	"strings"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"time"
 
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/broker/memory"
 	"github.com/sluicehq/sluice/event"
-	"github.com/sluicehq/sluice/ingest/django"
 	"github.com/sluicehq/sluice/limits"
 	"github.com/sluicehq/sluice/metrics"
-	"github.com/sluicehq/sluice/metrics/prom"
-	"github.com/sluicehq/sluice/outbox"
-	"github.com/sluicehq/sluice/problem"
-	"github.com/sluicehq/sluice/routes"
 	"github.com/sluicehq/sluice/stream"
 	"github.com/sluicehq/sluice/tenant"
 )
 
+// Options are a Gateway's parts and settings. Every zero value means the
+// default given in its comment (the defaults of protocol.md §10).
+type Options struct {
+	// Broker carries events between publishers and streams. Nil means an
+	// in-memory broker keeping History; the Gateway closes the broker on
+	// Close either way.
+	Broker broker.Broker
+
+	// History is the history setting of the in-memory broker made when
+	// Broker is nil (1000 events per channel, kept 1h).
+	History broker.Options
+
+	// Auth is how callers authenticate (protocol.md §2): Auth.Tokens is the
+	// token verifier (package auth/jwtauth verifies JWTs), Auth.APIKeysFile
+	// the API keys; New fails with auth.ErrNoVerifier when neither is set.
+	// Tickets default to the broker's when it shares them across instances
+	// (auth.TicketStore), else to the process's; Revocations to the broker;
+	// IsPublisherKey to PublishKeys. The Gateway closes Auth.Tokens on Close.
+	Auth auth.Config
+
+	// Membership is layer 2 of the tenant gate (protocol.md §3). Nil means
+	// the token's tenant claim is trusted (tenant.Token).
+	Membership tenant.Membership
+
+	// Metrics records what the gateway does. Nil means metrics.Nop.
+	Metrics metrics.Recorder
+
+	// Logger receives the gateway's logs. Nil means they are discarded.
+	Logger *slog.Logger
+
+	// Limits bound streams per user, per tenant and per client address, and
+	// request heads (protocol.md §4): zero fields take limits.Config's
+	// defaults, negative ones mean no limit of that kind. Limits.ClientAddr
+	// nil means the peer address, or TrustedProxies' reading of
+	// X-Forwarded-For.
+	Limits limits.Config
+
+	// TicketLimits bound the stream tickets a user may ask for (10/s, a
+	// burst of 32, 64 outstanding; a negative field: no limit of that kind).
+	TicketLimits auth.TicketLimits
+
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client
+	// (limits.ParseProxies); none means the peer address is the client.
+	TrustedProxies limits.Proxies
+
+	// PublishKeys are the keys that may POST /publish and /revoke; none
+	// means publishing over HTTP is off (Publish still works in-process).
+	PublishKeys []string
+
+	// AllowOrigins are the CORS origins granted, or "*" for any.
+	AllowOrigins []string
+
+	Retry           time.Duration // retry hint sent to clients (2s)
+	KeepAlive       time.Duration // keep-alive comment interval (15s)
+	MaxChannels     int           // channels per stream (16)
+	QueueSize       int           // events pending towards a client that does not read (1024)
+	MaxPendingBytes int           // bytes pending towards a client that does not read (4 MiB)
+	DisablePark     bool          // every stream keeps a goroutine of its own
+	RecheckInterval time.Duration // membership recheck on open streams (60s)
+	DrainSpread     time.Duration // upper bound of drain retry hints (10s)
+	WriteTimeout    time.Duration // one write to a stream may take at most (10s)
+	WriteCoalesce   time.Duration // least time between two writes to one stream (30ms); negative: none
+
+	MaxEventBytes int           // compact data limit per event (65536)
+	MaxBodyBytes  int64         // request body limit of POST endpoints (8 MiB)
+	RevocationTTL time.Duration // how long a revocation refuses older credentials (24h)
+
+	// The connection settings NewHTTPServer applies.
+	HeaderTimeout          time.Duration // a request head must arrive within (10s)
+	BodyTimeout            time.Duration // a request body must arrive within (30s)
+	MaxPendingConns        int           // connections without a complete request head (4096)
+	MaxPendingConnsPerAddr int           // the same, per client address (256)
+
+	// Routes, when set, adds routes to the gateway's mux, inside its CORS,
+	// limits and logging, e.g. feature endpoints built with g.Stream. It
+	// runs once, in New; a route that conflicts with the gateway's own
+	// makes New fail.
+	Routes func(g *Gateway, mux *http.ServeMux)
+}
+
+// withDefaults returns o with every zero setting set to its default.
+func (o Options) withDefaults() Options {
+	def := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	def(&o.Retry, 2*time.Second)
+	def(&o.KeepAlive, 15*time.Second)
+	def(&o.RecheckInterval, 60*time.Second)
+	def(&o.DrainSpread, 10*time.Second)
+	def(&o.WriteTimeout, 10*time.Second)
+	def(&o.WriteCoalesce, 30*time.Millisecond)
+	def(&o.RevocationTTL, 24*time.Hour)
+	def(&o.HeaderTimeout, 10*time.Second)
+	def(&o.BodyTimeout, 30*time.Second)
+	if o.MaxChannels <= 0 {
+		o.MaxChannels = 16
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 1024
+	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = 4 << 20
+	}
+	if o.MaxEventBytes <= 0 {
+		o.MaxEventBytes = 65536
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 8 << 20
+	}
+	if o.MaxPendingConns <= 0 {
+		o.MaxPendingConns = 4096
+	}
+	if o.MaxPendingConnsPerAddr <= 0 {
+		o.MaxPendingConnsPerAddr = 256
+	}
+	o.History = o.History.WithDefaults()
+	o.Limits = o.Limits.WithDefaults()
+	tl := &o.TicketLimits
+	if tl.Rate == 0 {
+		tl.Rate = 10
+	}
+	if tl.Burst == 0 {
+		tl.Burst = 32
+	}
+	if tl.MaxPerUser == 0 {
+		tl.MaxPerUser = 64
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Nop{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
 // Gateway is a running Sluice: broker, authenticator, tenant gate and stream
-// server, wired from a Config. It is safe for concurrent use.
+// server. It is safe for concurrent use.
 type Gateway struct {
-	cfg     Config
+	opts    Options
 	log     *slog.Logger
 	broker  broker.Broker
 	auth    *auth.Authenticator
-	gate    tenant.Gate
 	streams *stream.Server
 	codec   *event.Codec
 	metrics metrics.Recorder
-	pubKeys [][32]byte
-	closers []io.Closer
-	dev     *devSetup // non-nil with Config.Dev
+	pubKeys auth.PublisherKeys
 	limits  *limits.Limiter
-	promReg *prometheus.Registry // nil when metrics come from WithMetrics
 	handler http.Handler
-	ingest  context.CancelFunc
-	ingDone chan struct{}
-	outbox  context.CancelFunc
-	obDone  chan struct{}
+	closers []io.Closer
 }
 
-// Option adjusts a Gateway built by New.
-type Option func(*options)
-
-type options struct {
-	logger     *slog.Logger
-	broker     broker.Broker
-	metrics    metrics.Recorder
-	membership tenant.Membership
-	extra      func(g *Gateway, mux *http.ServeMux)
-}
-
-// WithLogger sets the logger (default: built from LogLevel and LogFormat, on
-// standard error).
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
-
-// WithBroker uses b instead of the broker Config.Broker names. The Gateway
-// closes it on Close.
-func WithBroker(b broker.Broker) Option { return func(o *options) { o.broker = b } }
-
-// WithMetrics sets the metrics recorder (default: Prometheus collectors,
-// served by MetricsHandler).
-func WithMetrics(m metrics.Recorder) Option { return func(o *options) { o.metrics = m } }
-
-// WithMembership uses m as the membership source instead of the one
-// Config.Membership names: the hook for a library user's own source (protocol.md §3).
-func WithMembership(m tenant.Membership) Option { return func(o *options) { o.membership = m } }
-
-// WithRoutes lets the caller add routes to the gateway's mux, inside its CORS,
-// limits and logging, e.g. feature endpoints built with g.Stream. f runs once,
-// in New; a route that conflicts with the gateway's own makes New fail.
-func WithRoutes(f func(g *Gateway, mux *http.ServeMux)) Option {
-	return func(o *options) { o.extra = f }
-}
-
-// New validates cfg and builds a Gateway. Configuration mistakes are reported
-// here, never at a first request.
-func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
-	var o options
-	for _, f := range opts {
-		f(&o)
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	g := &Gateway{cfg: cfg, metrics: o.metrics, log: o.logger}
-	if g.log == nil {
-		g.log = NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
-	}
-	var openStreams func() int // set once the stream server exists
-	if g.metrics == nil {
-		g.promReg = prometheus.NewRegistry()
-		g.metrics = prom.New(g.promReg, func() int {
-			if openStreams == nil {
-				return 0
-			}
-			return openStreams()
-		})
-	}
-	ok := false
+// New builds a Gateway from o. Configuration mistakes are reported here,
+// never at a first request.
+func New(ctx context.Context, o Options) (*Gateway, error) {
+	o = o.withDefaults()
+	g := &Gateway{opts: o, log: o.Logger, metrics: o.Metrics, pubKeys: auth.NewPublisherKeys(o.PublishKeys)}
+	ok, handed := false, false
 	defer func() {
 		if !ok {
+			if c, isCloser := o.Auth.Tokens.(io.Closer); isCloser && !handed {
+				_ = c.Close() // auth.New never had it
+			}
 			_ = g.Close()
 		}
 	}()
-	if cfg.Dev {
-		d, err := newDevSetup(&g.cfg)
-		if err != nil {
-			return nil, err
-		}
-		g.dev = d
-	}
-	cfg = g.cfg
-	if n := len(cfg.JWTSecret); n > 0 && n < 32 {
-		g.log.Warn("SLUICE_JWT_SECRET is shorter than 32 bytes; use at least 32 random bytes")
-	}
-	if o.broker == nil {
-		for _, w := range cfg.Warnings() {
-			g.log.Warn(w)
-		}
-	}
-
-	bopts := broker.Options{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL}
-	switch {
-	case o.broker != nil:
-		g.broker = o.broker
-	case cfg.Broker == "redis":
-		b, err := newRedisBroker(ctx, cfg, bopts, g.log, g.metrics)
-		if err != nil {
-			return nil, err
-		}
-		g.broker = b
-	default:
-		g.broker = memory.New(bopts)
+	g.broker = o.Broker
+	if g.broker == nil {
+		g.broker = memory.New(o.History)
 	}
 	g.closers = append(g.closers, g.broker)
 	key, err := g.broker.CursorKey(ctx)
@@ -171,152 +226,104 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Gateway, error) {
 		kc.OnCursorKey(func(k []byte) { g.codec.Adopt(k) })
 	}
 
-	a, err := auth.New(ctx, auth.Config{
-		JWTSecret:        []byte(cfg.JWTSecret),
-		JWTPublicKeyFile: cfg.JWTPublicKey,
-		JWKSURL:          cfg.JWKSURL,
-		Algorithms:       cfg.JWTAlgorithms,
-		Issuer:           cfg.JWTIssuer,
-		Audience:         cfg.JWTAudience,
-		Leeway:           cfg.JWTLeeway,
-		APIKeysFile:      cfg.APIKeysFile,
-		Tickets:          auth.LimitTickets(g.broker, auth.TicketLimits{Rate: cfg.TicketRate, Burst: cfg.TicketBurst, MaxPerUser: cfg.MaxTicketsPerUser}),
-		Revocations:      g.broker,
-		IsPublisherKey:   g.isPublisherKey,
-	})
-	if err != nil {
+	ac := o.Auth
+	if ac.Tickets == nil {
+		// A broker whose instances share tickets (Redis) keeps them;
+		// otherwise they live in this process.
+		ts, shared := g.broker.(auth.TicketStore)
+		if !shared {
+			ts = &auth.MemoryTickets{Now: o.History.Now}
+		}
+		ac.Tickets = auth.LimitTickets(ts, o.TicketLimits)
+	}
+	if ac.Revocations == nil {
+		ac.Revocations = g.broker
+	}
+	if ac.IsPublisherKey == nil {
+		ac.IsPublisherKey = g.pubKeys.Match
+	}
+	handed = true // auth.New closes Tokens, on failure too
+	if g.auth, err = auth.New(ctx, ac); err != nil {
 		return nil, err
 	}
-	g.auth = a
-	g.closers = append(g.closers, a)
+	g.closers = append(g.closers, g.auth)
 
-	m := o.membership
-	if m == nil {
-		var closer io.Closer
-		m, closer, err = tenant.FromSpec(ctx, cfg.Membership,
-			tenant.PostgresConfig{URL: cfg.PostgresURL, Query: cfg.MembershipQuery, TenantSetting: cfg.MembershipTenantSetting, CacheTTL: cfg.MembershipCacheTTL},
-			tenant.HTTPConfig{CacheTTL: cfg.MembershipCacheTTL})
-		if err != nil {
-			return nil, fmt.Errorf("SLUICE_MEMBERSHIP: %w", err)
-		}
-		if closer != nil {
-			g.closers = append(g.closers, closer)
-		}
+	lc := o.Limits
+	if lc.ClientAddr == nil && len(o.TrustedProxies) > 0 {
+		lc.ClientAddr = o.TrustedProxies.ClientAddr
 	}
-	g.gate = tenant.Gate{Membership: m}
-
-	for _, k := range cfg.PublishKeys {
-		g.pubKeys = append(g.pubKeys, hashKey(k))
-	}
-	g.limits = limits.New(limits.Config{
-		MaxStreamsPerUser:   cfg.MaxStreamsPerUser,
-		MaxStreamsPerTenant: cfg.MaxStreamsPerTenant,
-		ConnRate:            cfg.ConnRate,
-		ConnBurst:           cfg.ConnBurst,
-		MaxHeaderBytes:      cfg.MaxHeaderBytes,
-		MaxURLBytes:         cfg.MaxURLBytes,
-		ClientAddr:          clientAddr(cfg.TrustedProxies),
-	})
+	g.limits = limits.New(lc)
 	g.streams, err = stream.New(stream.Config{
 		Admit:           g.limits,
 		Broker:          g.broker,
 		Auth:            g.auth,
-		Gate:            g.gate,
+		Gate:            tenant.Gate{Membership: o.Membership},
 		Codec:           g.codec,
-		Retry:           cfg.Retry,
-		KeepAlive:       cfg.KeepAlive,
-		MaxChannels:     cfg.MaxChannels,
-		QueueSize:       cfg.QueueSize,
-		MaxPendingBytes: cfg.MaxPendingBytes,
-		DisablePark:     cfg.DisablePark,
-		ReplayLimit:     cfg.HistorySize,
-		Leeway:          cfg.JWTLeeway,
-		RecheckInterval: cfg.RecheckInterval,
-		DrainSpread:     cfg.DrainSpread,
-		WriteTimeout:    cfg.WriteTimeout,
-		WriteCoalesce:   cfg.WriteCoalesce,
+		Retry:           o.Retry,
+		KeepAlive:       o.KeepAlive,
+		MaxChannels:     o.MaxChannels,
+		QueueSize:       o.QueueSize,
+		MaxPendingBytes: o.MaxPendingBytes,
+		DisablePark:     o.DisablePark,
+		ReplayLimit:     o.History.HistorySize,
+		Leeway:          o.Auth.Leeway,
+		RecheckInterval: o.RecheckInterval,
+		DrainSpread:     o.DrainSpread,
+		WriteTimeout:    o.WriteTimeout,
+		WriteCoalesce:   o.WriteCoalesce,
 		Logger:          g.log,
 		Metrics:         g.metrics,
 	})
 	if err != nil {
 		return nil, err
 	}
-	openStreams = g.streams.Open
-	var feature []routes.Route
-	if cfg.RoutesFile != "" {
-		if feature, err = routes.Load(cfg.RoutesFile, routes.Options{}); err != nil {
-			return nil, fmt.Errorf("SLUICE_ROUTES_FILE: %w", err)
-		}
-	}
-	if g.handler, err = g.mountRoutes(feature, o.extra); err != nil {
+	if g.handler, err = g.routes(o.Routes); err != nil {
 		return nil, err
-	}
-	if cfg.DjangoIngest != "" {
-		g.startIngest(cfg)
-	}
-	if cfg.Outbox == "postgres" {
-		g.startOutbox(cfg)
 	}
 	ok = true
 	return g, nil
 }
 
-// mountRoutes is g.routes with a ServeMux panic on a routes-file pattern
-// (routes.Load refuses the gateway's own paths; this catches any it could
-// not foresee) turned into a start-up error.
-func (g *Gateway) mountRoutes(feature []routes.Route, extra func(*Gateway, *http.ServeMux)) (h http.Handler, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			h, err = nil, fmt.Errorf("SLUICE_ROUTES_FILE: a route conflicts with a gateway endpoint: %v", r)
-		}
-	}()
-	return g.routes(feature, extra)
-}
-
-// Handler returns the gateway's HTTP handler: every endpoint of protocol.md §4–§8,
-// with CORS.
+// Handler returns the gateway's HTTP handler: every endpoint of protocol.md
+// §4–§7 and /healthz, /readyz and /sluice.js of §8 (package server adds
+// /metrics), with CORS, limits and the body guard.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
-// Stream returns a stream endpoint whose channels resolve decides (protocol.md §3,
-// layer 1); authentication, the tenant gate, streaming and resume are the
-// gateway's. Mount it on any route of the service's own mux, or with
-// WithRoutes. A *channel.Error that resolve returns (channel.Make's, for a
-// bad path value) is answered 400 malformed_channel.
+// Stream returns a stream endpoint whose channels resolve decides
+// (protocol.md §3, layer 1); authentication, the tenant gate, streaming and
+// resume are the gateway's. Mount it on any route of the service's own mux,
+// or with Options.Routes. A *channel.Error that resolve returns
+// (channel.Make's, for a bad path value) is answered 400 malformed_channel;
+// methods other than GET get 405.
 func (g *Gateway) Stream(resolve stream.ChannelsFunc) http.Handler {
-	return g.streams.Handler(channelProblems(resolve))
+	return only(http.MethodGet, g.streams.Handler(channelProblems(resolve)))
+}
+
+// Authenticate authenticates r by the gateway's rules (protocol.md §2):
+// for a service's own endpoints, so that they accept the credentials its
+// streams accept, revocations included. A refusal is a 401
+// *problem.Problem saying what to send; any other error is a fault.
+func (g *Gateway) Authenticate(r *http.Request) (auth.Principal, error) {
+	return g.auth.Authenticate(r, auth.Options{})
 }
 
 // Broker returns the gateway's broker.
 func (g *Gateway) Broker() broker.Broker { return g.broker }
 
-// Config returns the configuration in force (with Dev, the generated secret
-// and keys filled in).
-func (g *Gateway) Config() Config { return g.cfg }
+// OpenStreams counts the streams open on this instance.
+func (g *Gateway) OpenStreams() int { return g.streams.Open() }
 
-// Open returns the number of open streams on this instance.
-func (g *Gateway) Open() int { return g.streams.Open() }
-
-// Shutdown drains the gateway (protocol.md §6 shutting-down): readiness turns 503,
-// every open stream is told to reconnect elsewhere with a spread-out retry
-// hint, and new stream requests get the same answer. It returns when every
-// stream has been told, or with ctx's error.
+// Shutdown drains the gateway (protocol.md §6 shutting-down): readiness
+// turns 503, every open stream is told to reconnect elsewhere with a
+// spread-out retry hint, and new stream requests get the same answer. It
+// returns when every stream has been told, or with ctx's error.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	return g.streams.Drain(ctx)
 }
 
-// Close releases the broker and background work. Call it after Shutdown and
-// after the HTTP server has stopped.
+// Close releases the broker and the authenticator. Call it after Shutdown
+// and after the HTTP server has stopped.
 func (g *Gateway) Close() error {
-	if g.outbox != nil {
-		g.outbox()
-		<-g.obDone
-		g.outbox = nil
-	}
-	if g.ingest != nil {
-		g.ingest()
-		<-g.ingDone
-		g.ingest = nil
-	}
 	if g.streams != nil {
 		g.streams.Close()
 	}
@@ -326,143 +333,4 @@ func (g *Gateway) Close() error {
 	}
 	g.closers = nil
 	return errors.Join(errs...)
-}
-
-// NewLogger returns the slog logger SLUICE_LOG_LEVEL and SLUICE_LOG_FORMAT
-// describe, writing to w.
-func NewLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(strings.ToUpper(level)))
-	ho := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, ho))
-	}
-	return slog.New(slog.NewTextHandler(w, ho))
-}
-
-func randomKey(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
-}
-
-// MetricsHandler serves the gateway's Prometheus metrics; it is nil when the
-// metrics recorder was supplied with WithMetrics.
-func (g *Gateway) MetricsHandler() http.Handler {
-	if g.promReg == nil {
-		return nil
-	}
-	return promhttp.HandlerFor(g.promReg, promhttp.HandlerOpts{})
-}
-
-// startIngest runs the django-eventstream ingest (protocol.md §9) until Close.
-func (g *Gateway) startIngest(cfg Config) {
-	ctx, cancel := context.WithCancel(context.Background())
-	g.ingest, g.ingDone = cancel, make(chan struct{})
-	go func() {
-		defer close(g.ingDone)
-		err := django.Run(ctx, django.Config{
-			RedisURL: cfg.RedisURL,
-			Prefix:   cfg.RedisPrefix,
-			Channel:  cfg.DjangoIngest,
-			Logger:   g.log,
-			Publish: func(ctx context.Context, ch, typ string, data json.RawMessage) error {
-				_, err := g.PublishBatch(ctx, []Event{{Channel: ch, Event: typ, Data: data}})
-				return err
-			},
-		})
-		if err != nil && ctx.Err() == nil {
-			g.log.Error("django ingest stopped", "err", err)
-		}
-	}()
-}
-
-// startOutbox runs the outbox relay (protocol.md §7, docs/outbox.md) until Close:
-// each group of rows is published with PublishIdempotent under the
-// relay's key; a refusal like a bad POST /publish's is an outbox.Refused.
-func (g *Gateway) startOutbox(cfg Config) {
-	ctx, cancel := context.WithCancel(context.Background())
-	g.outbox, g.obDone = cancel, make(chan struct{})
-	rec, _ := g.metrics.(outbox.Recorder)
-	go func() {
-		defer close(g.obDone)
-		err := outbox.Run(ctx, outbox.Config{
-			URL:     cfg.PostgresURL,
-			Table:   cfg.OutboxTable,
-			Poll:    cfg.OutboxPoll,
-			Batch:   cfg.OutboxBatch,
-			Logger:  g.log,
-			Metrics: rec,
-			Publish: func(ctx context.Context, key string, rows []outbox.Row) error {
-				evs := make([]Event, len(rows))
-				for i, r := range rows {
-					evs[i] = Event{Channel: r.Channel, Event: r.Event, Data: r.Data}
-				}
-				_, err := g.PublishIdempotent(ctx, key, evs)
-				if p, ok := problem.As(err); ok && p.Status >= 400 && p.Status < 500 {
-					return &outbox.Refused{Reason: p.Code + ": " + p.Detail}
-				}
-				return err
-			},
-		})
-		if err != nil && ctx.Err() == nil {
-			g.log.Error("outbox relay stopped", "err", err)
-		}
-	}()
-}
-
-// clientAddr returns how the limits find a request's client address: the
-// peer address, or, when the peer is a trusted proxy, the rightmost address
-// of X-Forwarded-For that is not itself a trusted proxy. Nil (the peer
-// address) without trusted proxies.
-func clientAddr(trusted []string) func(*http.Request) string {
-	if len(trusted) == 0 {
-		return nil
-	}
-	var nets []netip.Prefix
-	for _, t := range trusted {
-		p, err := netip.ParsePrefix(t)
-		if err != nil {
-			a, _ := netip.ParseAddr(t) // checked by Validate
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		nets = append(nets, p.Masked())
-	}
-	isTrusted := func(s string) (netip.Addr, bool) {
-		a, err := netip.ParseAddr(strings.TrimSpace(s))
-		if err != nil {
-			return netip.Addr{}, false
-		}
-		a = a.Unmap()
-		for _, n := range nets {
-			if n.Contains(a) {
-				return a, true
-			}
-		}
-		return a, false
-	}
-	return func(r *http.Request) string {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			host = r.RemoteAddr
-		}
-		if _, ok := isTrusted(host); !ok {
-			return host
-		}
-		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-		for i := len(hops) - 1; i >= 0; i-- {
-			a, ok := isTrusted(hops[i])
-			if !a.IsValid() {
-				break // unreadable: do not trust anything further left
-			}
-			if !ok {
-				return a.String()
-			}
-		}
-		return host
-	}
 }

@@ -1,7 +1,6 @@
 package sluice
 
 import (
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strconv"
@@ -44,34 +43,4 @@ func channelProblems(resolve stream.ChannelsFunc) stream.ChannelsFunc {
 		}
 		return chans, err
 	}
-}
-
-// isPublisherKey reports, in constant time, whether k is one of the
-// configured publisher keys; auth uses it to tell a publisher key sent as a
-// user's credential where it belongs.
-func (g *Gateway) isPublisherKey(k string) bool {
-	sum := hashKey(k)
-	match := 0
-	for i := range g.pubKeys {
-		match |= subtle.ConstantTimeCompare(sum[:], g.pubKeys[i][:])
-	}
-	return match == 1
-}
-
-// Warnings returns what in c is set but has no effect with the chosen
-// broker, one message each, naming the variable and what to do. New logs
-// them at start; they do not stop it.
-func (c Config) Warnings() []string {
-	var out []string
-	if c.Broker != "redis" {
-		if c.RedisURL != "" {
-			out = append(out, "SLUICE_REDIS_URL is set but SLUICE_BROKER is "+c.Broker+
-				": it is ignored; set SLUICE_BROKER=redis to use Redis, or unset SLUICE_REDIS_URL")
-		}
-		if c.RedisPrefix != "" && c.RedisPrefix != "sluice:" {
-			out = append(out, "SLUICE_REDIS_PREFIX is set but SLUICE_BROKER is "+c.Broker+
-				": it is ignored; set SLUICE_BROKER=redis to use Redis, or unset SLUICE_REDIS_PREFIX")
-		}
-	}
-	return out
 }

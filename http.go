@@ -1,8 +1,6 @@
 package sluice
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -21,22 +19,13 @@ import (
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/limits"
 	"github.com/sluicehq/sluice/problem"
-	"github.com/sluicehq/sluice/routes"
 	"github.com/sluicehq/sluice/stream"
 )
 
 // routes builds the mux of every endpoint, wrapped with CORS and logging.
 // Every error, 404 and 405 included, is a problem+json body (protocol.md §4).
-func (g *Gateway) routes(feature []routes.Route, extra func(*Gateway, *http.ServeMux)) (h http.Handler, err error) {
+func (g *Gateway) routes(extra func(*Gateway, *http.ServeMux)) (h http.Handler, err error) {
 	mux := http.NewServeMux()
-	for _, rt := range feature {
-		// Patterns are "GET <path>"; mounting the path for every method
-		// lets other methods get a 405 problem rather than the 404 below.
-		mux.Handle(strings.TrimPrefix(rt.Pattern, "GET "), only(http.MethodGet, g.streams.Handler(rt.Resolve)))
-	}
-	if h := g.MetricsHandler(); h != nil && g.cfg.MetricsAddr == "" {
-		mux.Handle("/metrics", only(http.MethodGet, h))
-	}
 	mux.Handle("/events", only(http.MethodGet, g.streams.Handler(stream.QueryChannels)))
 	mux.Handle("/publish", only(http.MethodPost, http.HandlerFunc(g.servePublish)))
 	mux.Handle("/tickets", only(http.MethodPost, http.HandlerFunc(g.serveTicket)))
@@ -44,29 +33,25 @@ func (g *Gateway) routes(feature []routes.Route, extra func(*Gateway, *http.Serv
 	mux.Handle("/healthz", only(http.MethodGet, http.HandlerFunc(g.serveHealth)))
 	mux.Handle("/sluice.js", only(http.MethodGet, http.HandlerFunc(serveSluiceJS)))
 	mux.Handle("/readyz", only(http.MethodGet, http.HandlerFunc(g.serveReady)))
-	if g.dev != nil {
-		mux.Handle("/{$}", only(http.MethodGet, http.HandlerFunc(g.serveConsole)))
-		mux.Handle("/favicon.ico", only(http.MethodGet, http.HandlerFunc(serveFavicon)))
-	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeNotFound, "no such endpoint"))
 	})
 	if extra != nil {
 		defer func() { // ServeMux panics on conflicting patterns
 			if r := recover(); r != nil {
-				h, err = nil, fmt.Errorf("WithRoutes: %v", r)
+				h, err = nil, fmt.Errorf("Options.Routes: %v", r)
 			}
 		}()
 		extra(g, mux)
 	}
 	h = g.cors(g.limits.Middleware(cleanPaths(g.accessLog(mux))))
-	return &gatewayHandler{cfg: g.cfg, next: recoverPanics(bodyGuard(h, g.cfg.BodyTimeout), g.log)}, nil
+	return &gatewayHandler{opts: g.opts, next: recoverPanics(bodyGuard(h, g.opts.BodyTimeout), g.log)}, nil
 }
 
 // gatewayHandler is the Gateway's Handler. It carries the configuration so
 // that NewHTTPServer can apply the connection settings.
 type gatewayHandler struct {
-	cfg  Config
+	opts Options
 	next http.Handler
 }
 
@@ -215,7 +200,7 @@ func only(m string, h http.Handler) http.Handler {
 func (g *Gateway) cors(next http.Handler) http.Handler {
 	allowAll := false
 	allowed := map[string]bool{}
-	for _, o := range g.cfg.AllowOrigins {
+	for _, o := range g.opts.AllowOrigins {
 		if o == "*" {
 			allowAll = true
 		}
@@ -282,32 +267,6 @@ func serveSluiceJS(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(sluiceJS)
 }
 
-func hashKey(k string) [32]byte { return sha256.Sum256([]byte(k)) }
-
-// publisher checks the publisher key of a POST /publish or /revoke request.
-func (g *Gateway) publisher(r *http.Request) error {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return problem.New(http.StatusUnauthorized, problem.CodeMissingCredentials, "a publisher key is required: Authorization: Bearer <key>")
-	}
-	scheme, key, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
-		return problem.New(http.StatusUnauthorized, problem.CodeInvalidToken, "use Authorization: Bearer <publisher key>")
-	}
-	sum := hashKey(key)
-	match := 0
-	for i := range g.pubKeys {
-		match |= subtle.ConstantTimeCompare(sum[:], g.pubKeys[i][:])
-	}
-	if len(g.pubKeys) == 0 {
-		return problem.New(http.StatusUnauthorized, problem.CodeInvalidToken, "publishing is off on this server (no SLUICE_PUBLISH_KEYS)")
-	}
-	if match != 1 {
-		return problem.New(http.StatusUnauthorized, problem.CodeInvalidToken, "the publisher key is not valid")
-	}
-	return nil
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -317,7 +276,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // readBody reads a JSON request body bounded by MaxBodyBytes.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -376,7 +335,7 @@ func (g *Gateway) serveTicket(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) serveRevoke(w http.ResponseWriter, r *http.Request) {
-	if err := g.publisher(r); err != nil {
+	if err := g.pubKeys.Authorize(r); err != nil {
 		problem.WriteError(w, err)
 		return
 	}
@@ -394,7 +353,7 @@ func (g *Gateway) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rv := broker.Revocation{Tenant: req.Tenant, User: req.User, At: time.Now()}
-	if err := g.broker.Revoke(r.Context(), rv, g.cfg.RevocationTTL); err != nil {
+	if err := g.broker.Revoke(r.Context(), rv, g.opts.RevocationTTL); err != nil {
 		g.writeFault(w, err)
 		return
 	}

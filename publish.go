@@ -157,9 +157,9 @@ func (g *Gateway) validate(evs []Event) ([]event.Message, error) {
 		if err := json.Compact(&buf, e.Data); err != nil {
 			return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+"data is not valid JSON")
 		}
-		if buf.Len() > g.cfg.MaxEventBytes {
+		if buf.Len() > g.opts.MaxEventBytes {
 			return nil, problem.New(http.StatusRequestEntityTooLarge, problem.CodeEventTooLarge,
-				at+"data is "+strconv.Itoa(buf.Len())+" bytes compact; the limit is "+strconv.Itoa(g.cfg.MaxEventBytes))
+				at+"data is "+strconv.Itoa(buf.Len())+" bytes compact; the limit is "+strconv.Itoa(g.opts.MaxEventBytes))
 		}
 		msgs[i] = event.Message{Channel: ch, Type: e.Event, Data: buf.Bytes()}
 	}
@@ -173,7 +173,7 @@ type publishRequest struct {
 }
 
 func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
-	if err := g.publisher(r); err != nil {
+	if err := g.pubKeys.Authorize(r); err != nil {
 		g.metrics.PublishRefused(problemCode(err))
 		problem.WriteError(w, err)
 		return

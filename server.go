@@ -25,62 +25,37 @@ import (
 // without reading the body.
 //
 // When h is a Gateway's Handler, those settings come from the gateway's
-// Config; for any other handler, such as a service's mux that mounts a
+// Options; for any other handler, such as a service's mux that mounts a
 // Gateway's Handler, they are the defaults.
 func NewHTTPServer(h http.Handler) *http.Server {
-	cfg := DefaultConfig()
+	var o Options
 	if gh, ok := h.(*gatewayHandler); ok {
-		cfg = gh.cfg
+		o = gh.opts
 	} else {
+		o = o.withDefaults()
 		// The gateway's handler guards bodies itself; any other gets the
 		// same guard with the default deadline.
-		h = bodyGuard(h, cfg.BodyTimeout)
+		h = bodyGuard(h, o.BodyTimeout)
 	}
-	exempt := trustedPeer(cfg.TrustedProxies)
+	var exempt func(netip.Addr) bool
+	if len(o.TrustedProxies) > 0 {
+		exempt = o.TrustedProxies.Trusted
+	}
 	conns := limits.NewConns(limits.ConnsConfig{
-		MaxPending:        cfg.MaxPendingConns,
-		MaxPendingPerAddr: cfg.MaxPendingConnsPerAddr,
+		MaxPending:        o.MaxPendingConns,
+		MaxPendingPerAddr: o.MaxPendingConnsPerAddr,
 		Exempt:            exempt,
 	})
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: cfg.HeaderTimeout,
+		ReadHeaderTimeout: o.HeaderTimeout,
 		IdleTimeout:       120 * time.Second,
 		// The limits middleware answers heads over SLUICE_MAX_HEADER_BYTES
 		// or SLUICE_MAX_URL_BYTES with a problem (431, 414); this hard
 		// ceiling, a little above both, bounds what a connection that
 		// trickles its head makes the server hold (net/http answers past
 		// it with a text/plain 431).
-		MaxHeaderBytes: cfg.MaxHeaderBytes + cfg.MaxURLBytes + 4096,
+		MaxHeaderBytes: max(o.Limits.MaxHeaderBytes, 0) + max(o.Limits.MaxURLBytes, 0) + 4096,
 		ConnState:      conns.ConnState,
-	}
-}
-
-// trustedPeer reports whether a peer address is one of the trusted proxies
-// (checked by Validate); nil without any.
-func trustedPeer(trusted []string) func(netip.Addr) bool {
-	if len(trusted) == 0 {
-		return nil
-	}
-	var nets []netip.Prefix
-	for _, t := range trusted {
-		p, err := netip.ParsePrefix(t)
-		if err != nil {
-			a, err := netip.ParseAddr(t)
-			if err != nil {
-				continue
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		nets = append(nets, p.Masked())
-	}
-	return func(a netip.Addr) bool {
-		a = a.Unmap()
-		for _, n := range nets {
-			if n.Contains(a) {
-				return true
-			}
-		}
-		return false
 	}
 }

@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
+	"github.com/sluicehq/sluice/server"
 )
 
 // block is a fenced code block of the guide and the HTML comment right
@@ -23,6 +24,12 @@ import (
 type block struct {
 	lang, code, marker string
 	line               int
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.RemoveSluiceBinary()
+	os.Exit(code)
 }
 
 func guideBlocks(t *testing.T) []block {
@@ -207,12 +214,7 @@ func TestGuideCommands(t *testing.T) {
 	if run["dev"] != devCmd {
 		t.Fatalf("dev block %q, want %q", run["dev"], devCmd)
 	}
-	bin := filepath.Join(t.TempDir(), "sluice")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/sluice")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testutil.SluiceBinary(t)
 	dev := start(t, []string{"SLUICE_ADDR=127.0.0.1:0", "SLUICE_LOG_LEVEL=error", "XDG_CONFIG_HOME=" + t.TempDir()}, bin, "--dev")
 	// The export block --dev prints: the names every doc uses.
 	base := dev.until(t, `^export SLUICE_URL=(\S+)$`)[1]
@@ -265,7 +267,7 @@ func TestGuideCommands(t *testing.T) {
 	if !strings.HasSuffix(run["django-config"], " go run ./cmd/sluice") {
 		t.Fatalf("django-config block %q", run["django-config"])
 	}
-	cfg, err := sluice.LoadConfig(nil, func(k string) string { return vars[k] }, io.Discard)
+	cfg, err := server.LoadConfig(nil, func(k string) string { return vars[k] }, io.Discard)
 	if err != nil {
 		t.Fatalf("django-config: %v", err)
 	}

@@ -38,7 +38,8 @@ const CodeURITooLong = "uri_too_long"
 // when Config.MaxAddrs is zero.
 const DefaultMaxAddrs = 1 << 16
 
-// Config sets the limits; a zero field means no limit of that kind.
+// Config sets the limits; a zero or negative field means no limit of that
+// kind (WithDefaults sets zero fields to the defaults).
 type Config struct {
 	MaxStreamsPerUser   int     // open streams per (tenant, user)
 	MaxStreamsPerTenant int     // open streams per tenant
@@ -399,4 +400,38 @@ func (b *buckets) size() int {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// The defaults of protocol.md §10 that WithDefaults fills in.
+const (
+	DefaultMaxStreamsPerUser   = 64
+	DefaultMaxStreamsPerTenant = 20000
+	DefaultConnRate            = 50
+	DefaultConnBurst           = 100
+	DefaultMaxHeaderBytes      = 16384
+	DefaultMaxURLBytes         = 8192
+)
+
+// WithDefaults returns c with each zero limit set to its default; a negative
+// one stays, meaning no limit of that kind.
+func (c Config) WithDefaults() Config {
+	if c.MaxStreamsPerUser == 0 {
+		c.MaxStreamsPerUser = DefaultMaxStreamsPerUser
+	}
+	if c.MaxStreamsPerTenant == 0 {
+		c.MaxStreamsPerTenant = DefaultMaxStreamsPerTenant
+	}
+	if c.ConnRate == 0 {
+		c.ConnRate = DefaultConnRate
+	}
+	if c.ConnBurst == 0 {
+		c.ConnBurst = DefaultConnBurst
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.MaxURLBytes == 0 {
+		c.MaxURLBytes = DefaultMaxURLBytes
+	}
+	return c
 }

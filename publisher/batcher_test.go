@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/publisher"
+	"github.com/sluicehq/sluice/server"
 )
 
 func TestBatcherSizeAndOrder(t *testing.T) {
@@ -78,7 +78,7 @@ func TestBatcherDelay(t *testing.T) {
 }
 
 func TestBatcherIsolatesABadEvent(t *testing.T) {
-	e := newEnv(t, func(c *sluice.Config) { c.MaxEventBytes = 64 })
+	e := newEnv(t, func(c *server.Config) { c.MaxEventBytes = 64 })
 	evs := e.subscribe(chanA)
 	ctx := context.Background()
 	var mu sync.Mutex

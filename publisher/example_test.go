@@ -7,17 +7,22 @@ import (
 	"net/http/httptest"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/auth/jwtauth"
 	"github.com/sluicehq/sluice/publisher"
 )
 
 // exampleGateway starts a gateway to publish to; in production the base URL
 // is the Sluice service's.
 func exampleGateway() (url string, stop func()) {
-	cfg := sluice.DefaultConfig()
-	cfg.JWTSecret = "example-secret-0123456789abcdef0123"
-	cfg.PublishKeys = []string{"example-publisher-key"}
-	cfg.LogLevel = "error"
-	gw, err := sluice.New(context.Background(), cfg)
+	verifier, err := jwtauth.New(context.Background(), jwtauth.Config{Secret: []byte("example-secret-0123456789abcdef0123")})
+	if err != nil {
+		panic(err)
+	}
+	gw, err := sluice.New(context.Background(), sluice.Options{
+		Auth:        auth.Config{Tokens: verifier},
+		PublishKeys: []string{"example-publisher-key"},
+	})
 	if err != nil {
 		panic(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/publisher"
+	"github.com/sluicehq/sluice/server"
 )
 
 const (
@@ -34,25 +35,25 @@ var (
 // requests and can be told to fail them.
 type env struct {
 	t        *testing.T
-	gw       *sluice.Gateway
+	gw       *server.Server
 	srv      *httptest.Server
 	requests atomic.Int32
 	mu       sync.Mutex
 	fault    func(n int32, w http.ResponseWriter, r *http.Request) bool // true: handled
 }
 
-func newEnv(t *testing.T, mutate func(*sluice.Config)) *env {
+func newEnv(t *testing.T, mutate func(*server.Config)) *env {
 	t.Helper()
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.JWTSecret = secret
 	cfg.PublishKeys = []string{publishKey}
 	cfg.LogLevel = "error"
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	gw, err := sluice.New(context.Background(), cfg)
+	gw, err := server.New(context.Background(), cfg)
 	if err != nil {
-		t.Fatalf("sluice.New: %v", err)
+		t.Fatalf("server.New: %v", err)
 	}
 	e := &env{t: t, gw: gw}
 	inner := gw.Handler()
@@ -193,7 +194,7 @@ func TestPublishAndBatch(t *testing.T) {
 }
 
 func TestErrorsAreTyped(t *testing.T) {
-	e := newEnv(t, func(c *sluice.Config) { c.MaxEventBytes = 64 })
+	e := newEnv(t, func(c *server.Config) { c.MaxEventBytes = 64 })
 	ctx := context.Background()
 	pub := e.client()
 	for _, tc := range []struct {

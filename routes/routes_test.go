@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/routes"
+	"github.com/sluicehq/sluice/server"
 )
 
 const (
@@ -78,16 +79,16 @@ func (b *backend) calls(id string) []string {
 }
 
 // gateway starts a real gateway whose SLUICE_ROUTES_FILE holds doc.
-func gateway(t *testing.T, doc string) (*sluice.Gateway, *httptest.Server) {
+func gateway(t *testing.T, doc string) (*server.Server, *httptest.Server) {
 	t.Helper()
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.JWTSecret = secret
 	cfg.PublishKeys = []string{publishKey}
 	cfg.LogLevel = "error"
 	cfg.RoutesFile = writeFile(t, doc)
-	gw, err := sluice.New(context.Background(), cfg)
+	gw, err := server.New(context.Background(), cfg)
 	if err != nil {
-		t.Fatalf("sluice.New: %v", err)
+		t.Fatalf("server.New: %v", err)
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Config = sluice.NewHTTPServer(gw.Handler())
@@ -351,11 +352,11 @@ func TestNoneAuthorizerAndPathValues(t *testing.T) {
 }
 
 func TestGatewayRefusesBadRoutesFile(t *testing.T) {
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.JWTSecret = secret
 	cfg.LogLevel = "error"
 	cfg.RoutesFile = writeFile(t, `{"routes":[{"path":"/x/{id}","channels":["x:{tenant}:{nope}"],"authorizer":{"type":"none"}}]}`)
-	_, err := sluice.New(context.Background(), cfg)
+	_, err := server.New(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "SLUICE_ROUTES_FILE") || !strings.Contains(err.Error(), "{nope}") {
 		t.Fatalf("err = %v", err)
 	}

@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sluicehq/sluice"
+	sluiceserver "github.com/sluicehq/sluice/server"
 )
 
 // healthcheck is `sluice healthcheck [--url U]`: GET /healthz of the gateway
@@ -35,7 +35,7 @@ func healthcheck(args []string, getenv func(string) string, stdout, stderr io.Wr
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("healthcheck: SLUICE_ADDR: %q is not host:port", addr)
 		}
-		*url = sluice.BaseURL(addr) + "/healthz"
+		*url = sluiceserver.BaseURL(addr) + "/healthz"
 	}
 	client := &http.Client{Timeout: *timeout}
 	resp, err := client.Get(*url)

@@ -13,14 +13,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"slices"
 	"syscall"
 
-	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/outbox"
+	sluiceserver "github.com/sluicehq/sluice/server"
 )
 
 func main() {
@@ -35,7 +34,7 @@ func main() {
 	case "token":
 		err = token(args[1:], os.Getenv, os.Stdout, os.Stderr)
 	case "check-config":
-		err = checkConfig(args[1:], os.Getenv, os.Stdout, os.Stderr)
+		err = sluiceserver.CheckConfig(args[1:], os.Getenv, os.Stdout, os.Stderr)
 	case "healthcheck":
 		if err := healthcheck(args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "sluice:", err)
@@ -64,66 +63,21 @@ const commands = `Usage: sluice [flags]              run the gateway (flags belo
 
 `
 
+// serve runs the gateway until SIGINT or SIGTERM, then drains; a second
+// signal kills the process the default way.
 func serve(args []string) error {
 	if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
 		fmt.Fprint(os.Stderr, commands)
 	}
-	cfg, err := sluice.LoadConfig(args, os.Getenv, os.Stderr)
+	cfg, err := sluiceserver.LoadConfig(args, os.Getenv, os.Stderr)
 	if err != nil {
 		return err
 	}
 	if cfg.Dev && cfg.DevStateFile == "" {
-		cfg.DevStateFile, _ = sluice.DefaultDevStateFile() // none: new secret at every start
+		cfg.DevStateFile, _ = sluiceserver.DefaultDevStateFile() // none: new secret at every start
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	gw, err := sluice.New(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer gw.Close()
-	log := sluice.NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
-
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("SLUICE_ADDR: %w", err)
-	}
-	if h := gw.MetricsHandler(); h != nil && cfg.MetricsAddr != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("SLUICE_METRICS_ADDR: %w", err)
-		}
-		msrv := sluice.NewHTTPServer(h)
-		go func() { _ = msrv.Serve(mln) }()
-		defer msrv.Close()
-		log.Info("metrics listening", "addr", mln.Addr().String())
-	}
-	srv := sluice.NewHTTPServer(gw.Handler())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(sluice.ProblemListener(ln)) }() // net/http's own errors are problems too
-	log.Info("listening", "addr", ln.Addr().String(), "broker", cfg.Broker, "version", versionString())
-	if d, ok := gw.Dev(); ok {
-		sluice.PrintDev(os.Stdout, sluice.BaseURL(ln.Addr().String()), d)
-	}
-
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	stop() // a second signal kills the process the default way
-	log.Info("draining", "streams", gw.Open(), "timeout", cfg.DrainTimeout)
-	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
-	defer cancel()
-	if err := gw.Shutdown(dctx); err != nil {
-		log.Warn("drain incomplete", "err", err, "streams", gw.Open())
-	}
-	// Streams have been told; finish in-flight publishes and close.
-	if err := srv.Shutdown(dctx); err != nil {
-		log.Warn("http shutdown incomplete", "err", err)
-		_ = srv.Close()
-	}
-	log.Info("stopped")
-	return nil
+	context.AfterFunc(ctx, stop)
+	return sluiceserver.Run(ctx, cfg, os.Stdout, versionString())
 }

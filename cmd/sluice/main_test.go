@@ -13,23 +13,22 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/auth/jwtauth"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 const (
@@ -37,47 +36,14 @@ const (
 	testTenant = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 )
 
-// binary compiles the command once per test run (with VCS stamps when the
-// tree is a repository, for TestVersion).
-var binary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "sluice-cmd-test-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "sluice")
-	out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin, err := binary(); err == nil {
-		_ = os.RemoveAll(filepath.Dir(bin))
-	}
+	testutil.RemoveSluiceBinary()
 	os.Exit(code)
 }
 
-func build(t *testing.T) string {
-	t.Helper()
-	bin, err := binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// build returns the command, built once per test run (testutil.SluiceBinary).
+func build(t *testing.T) string { return testutil.SluiceBinary(t) }
 
 // env is a clean environment (no SLUICE_* of the caller) with a config
 // directory of the test's own, plus extra.
@@ -107,88 +73,17 @@ func run(t *testing.T, environ []string, args ...string) (string, string, int) {
 	return stdout.String(), stderr.String(), code
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-type server struct {
-	cmd  *exec.Cmd
-	url  string
-	out  *syncBuffer
-	done chan struct{}
-}
-
-// start runs the gateway on a free port and waits for /healthz (and, with
-// --dev, for the end of the banner).
-func start(t *testing.T, environ []string, args ...string) *server {
+// start runs the gateway on a port of its choosing and waits for /healthz
+// (and, with --dev, for the end of the banner). It logs at info: the
+// launcher reads the address from the "listening" line.
+func start(t *testing.T, environ []string, args ...string) *testutil.Sluice {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		addr := freeAddr(t)
-		s := &server{url: "http://" + addr, out: &syncBuffer{}, done: make(chan struct{})}
-		s.cmd = exec.Command(build(t), append(args, "--addr", addr)...)
-		s.cmd.Env = environ
-		s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-		if err := s.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = s.cmd.Wait(); close(s.done) }()
-		t.Cleanup(s.stop)
-		err := s.waitReady(args)
-		if err == nil {
-			return s
-		}
-		if attempt < 3 && strings.Contains(s.out.String(), "address already in use") {
-			continue
-		}
-		t.Fatalf("%v\noutput:\n%s", err, s.out)
-	}
-}
-
-func (s *server) waitReady(args []string) error {
-	dev := false
-	for _, a := range args {
-		dev = dev || a == "--dev"
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return fmt.Errorf("exited during start (%v)", s.cmd.ProcessState)
-		default:
-		}
-		if resp, err := http.Get(s.url + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && (!dev || strings.Contains(s.out.String(), "export CHANNEL=")) {
-				return nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready within 20 s")
-}
-
-func (s *server) stop() {
-	select {
-	case <-s.done:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.done
+	dev := slices.Contains(args, "--dev")
+	return testutil.StartSluice(t, testutil.SluiceConfig{
+		Args:  args,
+		Env:   append(environ[:len(environ):len(environ)], "SLUICE_LOG_LEVEL=info"),
+		Ready: func(s *testutil.Sluice) bool { return !dev || strings.Contains(s.Output.String(), "export CHANNEL=") },
+	})
 }
 
 // exports reads the export block of a --dev banner.
@@ -248,7 +143,7 @@ func TestDevCurlsWork(t *testing.T) {
 		t.Skip("curl is not installed")
 	}
 	srv := start(t, env(t, ""), "--dev")
-	banner := srv.out.String()
+	banner := srv.Output.String()
 	var block, subscribe, publish []string
 	lines := strings.Split(banner, "\n")
 	for i, line := range lines {
@@ -294,19 +189,19 @@ func TestDevCurlsWork(t *testing.T) {
 	}
 
 	// The dev page is served.
-	resp, err := http.Get(srv.url + "/")
+	resp, err := http.Get(srv.URL + "/")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("dev page: %v", err)
 	}
 	resp.Body.Close()
 
-	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := srv.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-srv.done:
-		if !srv.cmd.ProcessState.Success() {
-			t.Fatalf("exit after SIGTERM: %v", srv.cmd.ProcessState)
+	case <-srv.Done:
+		if !srv.Cmd.ProcessState.Success() {
+			t.Fatalf("exit after SIGTERM: %v", srv.Cmd.ProcessState)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("no exit within 15 s of SIGTERM")
@@ -320,7 +215,7 @@ func TestDevCurlsWork(t *testing.T) {
 func TestDevNeverShowsConfiguredPublishKey(t *testing.T) {
 	const configured = "configured-publisher-key-0123456789"
 	srv := start(t, env(t, "", "SLUICE_PUBLISH_KEYS="+configured, "SLUICE_JWT_SECRET="+testSecret), "--dev")
-	banner := srv.out.String()
+	banner := srv.Output.String()
 	ex := exports(t, banner)
 	if strings.Contains(banner, configured) || ex["SLUICE_PUBLISH_KEY"] == configured {
 		t.Fatalf("the banner shows the configured publisher key:\n%s", banner)
@@ -329,7 +224,7 @@ func TestDevNeverShowsConfiguredPublishKey(t *testing.T) {
 		t.Fatalf("the banner does not say the secret is the configured one:\n%s", banner)
 	}
 	for _, host := range []string{"", "evil.example"} {
-		req, _ := http.NewRequest(http.MethodGet, srv.url+"/", nil)
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
 		if host != "" {
 			req.Host = host
 		}
@@ -348,7 +243,7 @@ func TestDevNeverShowsConfiguredPublishKey(t *testing.T) {
 	}
 	for _, key := range []string{configured, ex["SLUICE_PUBLISH_KEY"]} {
 		body := `{"channel":"` + ex["CHANNEL"] + `","event":"demo.said","data":1}`
-		req, _ := http.NewRequest(http.MethodPost, srv.url+"/publish", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/publish", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+key)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -368,34 +263,34 @@ func TestDevNeverShowsConfiguredPublishKey(t *testing.T) {
 func TestDevStateOutlivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	first := start(t, env(t, dir), "--dev")
-	ex1 := exports(t, first.out.String())
-	if !strings.Contains(first.out.String(), "signing secret: generated now, kept in "+filepath.Join(dir, "sluice", "dev.json")) {
-		t.Fatalf("first start should say the secret was generated and is kept:\n%s", first.out)
+	ex1 := exports(t, first.Output.String())
+	if !strings.Contains(first.Output.String(), "signing secret: generated now, kept in "+filepath.Join(dir, "sluice", "dev.json")) {
+		t.Fatalf("first start should say the secret was generated and is kept:\n%s", first.Output)
 	}
 	st, err := os.Stat(filepath.Join(dir, "sluice", "dev.json"))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("dev state file: %v %v", st, err)
 	}
-	first.stop()
+	first.Stop()
 
 	second := start(t, env(t, dir), "--dev")
-	ex2 := exports(t, second.out.String())
-	if !strings.Contains(second.out.String(), "signing secret: kept in ") {
-		t.Fatalf("second start should say the secret was kept:\n%s", second.out)
+	ex2 := exports(t, second.Output.String())
+	if !strings.Contains(second.Output.String(), "signing secret: kept in ") {
+		t.Fatalf("second start should say the secret was kept:\n%s", second.Output)
 	}
 	for _, k := range []string{"SLUICE_PUBLISH_KEY", "TENANT", "CHANNEL"} {
 		if ex1[k] != ex2[k] {
 			t.Errorf("%s changed across a restart: %s → %s", k, ex1[k], ex2[k])
 		}
 	}
-	if code, _ := openStream(t, second.url, ex2["CHANNEL"], "Bearer "+ex1["TOKEN"]); code != 200 {
+	if code, _ := openStream(t, second.URL, ex2["CHANNEL"], "Bearer "+ex1["TOKEN"]); code != 200 {
 		t.Fatalf("the first start's token on the second: %d", code)
 	}
 	tok, stderr, code := run(t, env(t, dir), "token", "--user", "u2", "--tenant", ex2["TENANT"], "--ttl", "5m")
 	if code != 0 || !strings.Contains(stderr, "dev secret") {
 		t.Fatalf("sluice token with the dev secret: %d %s", code, stderr)
 	}
-	if code, _ := openStream(t, second.url, ex2["CHANNEL"], "Bearer "+strings.TrimSpace(tok)); code != 200 {
+	if code, _ := openStream(t, second.URL, ex2["CHANNEL"], "Bearer "+strings.TrimSpace(tok)); code != 200 {
 		t.Fatalf("a token of sluice token on the dev server: %d", code)
 	}
 }
@@ -411,11 +306,11 @@ func TestTokenOpensStream(t *testing.T) {
 	}
 	srv := start(t, e)
 	ch := "scan-progress:" + testTenant + ":42"
-	if code, id := openStream(t, srv.url, ch, "Bearer "+strings.TrimSpace(tok)); code != 200 || id == "" {
+	if code, id := openStream(t, srv.URL, ch, "Bearer "+strings.TrimSpace(tok)); code != 200 || id == "" {
 		t.Fatalf("stream with the minted token: %d, stream-open id %q", code, id)
 	}
 	other := "scan-progress:0b6a4f52-6c2e-4e8a-9d71-2f0c8b7e5a13:42"
-	if code, _ := openStream(t, srv.url, other, "Bearer "+strings.TrimSpace(tok)); code != http.StatusForbidden {
+	if code, _ := openStream(t, srv.URL, other, "Bearer "+strings.TrimSpace(tok)); code != http.StatusForbidden {
 		t.Fatalf("stream of another tenant: %d, want 403", code)
 	}
 }
@@ -440,7 +335,7 @@ func TestTokenAPIKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := start(t, env(t, "", "SLUICE_API_KEYS_FILE="+file))
-	if code, _ := openStream(t, srv.url, "jobs:"+testTenant+":1", "Api-Key "+key); code != 200 {
+	if code, _ := openStream(t, srv.URL, "jobs:"+testTenant+":1", "Api-Key "+key); code != 200 {
 		t.Fatalf("stream with the new API key: %d", code)
 	}
 }
@@ -722,14 +617,12 @@ func part(t *testing.T, tok string, i int) map[string]any {
 // verify checks tok as the server does with SLUICE_JWT_PUBLIC_KEY=pubFile.
 func verify(t *testing.T, pubFile, tok string) {
 	t.Helper()
-	a, err := auth.New(context.Background(), auth.Config{JWTPublicKeyFile: pubFile})
+	v, err := jwtauth.New(context.Background(), jwtauth.Config{PublicKeyFile: pubFile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
-	r := httptest.NewRequest(http.MethodGet, "/events", nil)
-	r.Header.Set("Authorization", "Bearer "+tok)
-	p, err := a.Authenticate(r, auth.Options{})
+	defer v.Close()
+	p, err := v.VerifyToken(context.Background(), tok)
 	if err != nil || p.User != "u1" || p.Tenant != testTenant {
 		t.Fatalf("the server's check: %+v %v", p, err)
 	}
@@ -739,7 +632,7 @@ func verify(t *testing.T, pubFile, tok string) {
 // when the gateway on SLUICE_ADDR answers /healthz, 1 when nothing does.
 func TestHealthcheck(t *testing.T) {
 	srv := start(t, env(t, "", "SLUICE_JWT_SECRET="+testSecret))
-	addr := strings.TrimPrefix(srv.url, "http://")
+	addr := strings.TrimPrefix(srv.URL, "http://")
 	if out, stderr, code := run(t, env(t, "", "SLUICE_ADDR="+addr), "healthcheck"); code != 0 || !strings.Contains(out, "200") {
 		t.Fatalf("healthy gateway: exit %d, %q %q", code, out, stderr)
 	}
@@ -747,7 +640,7 @@ func TestHealthcheck(t *testing.T) {
 	if _, _, code := run(t, env(t, ""), "healthcheck", "--addr", ":"+port); code != 0 {
 		t.Fatalf("--addr :%s (all interfaces) should check 127.0.0.1: exit %d", port, code)
 	}
-	srv.stop()
+	srv.Stop()
 	if _, stderr, code := run(t, env(t, "", "SLUICE_ADDR="+addr), "healthcheck", "--timeout", "2s"); code != 1 || !strings.Contains(stderr, "healthcheck") {
 		t.Fatalf("no gateway: exit %d, %q; want 1", code, stderr)
 	}

@@ -23,9 +23,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
+	sluiceserver "github.com/sluicehq/sluice/server"
 )
 
 // reservedClaims are set by token's own flags.
@@ -161,11 +161,11 @@ func loadSigner(privateKey, alg string, getenv func(string) string) (signer, err
 	}
 	secret, what := getenv("SLUICE_JWT_SECRET"), "SLUICE_JWT_SECRET"
 	if secret == "" {
-		path, err := sluice.DefaultDevStateFile()
+		path, err := sluiceserver.DefaultDevStateFile()
 		if err != nil {
 			return signer{}, fmt.Errorf("no signing key: set SLUICE_JWT_SECRET or SLUICE_JWT_PRIVATE_KEY (%v)", err)
 		}
-		st, err := sluice.ReadDevState(path)
+		st, err := sluiceserver.ReadDevState(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			return signer{}, fmt.Errorf("no signing key: set SLUICE_JWT_SECRET (HS256) or SLUICE_JWT_PRIVATE_KEY / --private-key (RS*, PS*, ES*, EdDSA), "+
 				"or run sluice --dev once: it keeps its dev secret in %s", path)

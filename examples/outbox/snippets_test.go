@@ -20,10 +20,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/outbox"
+	"github.com/sluicehq/sluice/server"
 )
 
 const tenant = "3f1c2a9e-8d4b-4c1e-9a7f-0b5e6d7c8a91"
@@ -79,10 +79,10 @@ func TestOutboxSnippets(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.JWTSecret = "snippets-secret-0123456789abcdefghij"
 	cfg.Outbox, cfg.PostgresURL, cfg.OutboxPoll = "postgres", dbURL, 100*time.Millisecond
-	g, err := sluice.New(ctx, cfg, sluice.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	g, err := server.New(ctx, cfg, server.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestOutboxSnippets(t *testing.T) {
 
 // published waits until ch's history holds at least n events and returns
 // them.
-func published(t *testing.T, g *sluice.Gateway, ch channel.Name, n int) []*event.Event {
+func published(t *testing.T, g *server.Server, ch channel.Name, n int) []*event.Event {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

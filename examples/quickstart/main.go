@@ -1,8 +1,8 @@
 // Command quickstart is a complete service that embeds Sluice, the one
 // docs/guide.md shows whole: a stream endpoint whose hook checks a role
 // claim, an endpoint that changes state and publishes, and the gateway's own
-// endpoints. It reads the sluice command's configuration (SLUICE_* variables
-// and flags; SLUICE_JWT_SECRET at least).
+// endpoints. It verifies HS256 JWTs signed with SLUICE_JWT_SECRET and
+// listens on --addr (127.0.0.1:8080).
 //
 //	SLUICE_JWT_SECRET=$(openssl rand -hex 32) go run ./examples/quickstart
 package main
@@ -10,9 +10,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/auth/jwtauth"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/problem"
@@ -36,37 +40,43 @@ func main() {
 	}
 }
 
-// run serves until ctx ends, configured like the sluice command.
+// run serves until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
-	cfg, err := sluice.LoadConfig(args, getenv, os.Stderr)
+	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	secret := getenv("SLUICE_JWT_SECRET")
+	if len(secret) < 32 {
+		return errors.New("set SLUICE_JWT_SECRET to at least 32 random bytes, e.g. $(openssl rand -hex 32)")
+	}
+	verifier, err := jwtauth.New(ctx, jwtauth.Config{Secret: []byte(secret)})
 	if err != nil {
 		return err
 	}
-	gw, err := sluice.New(ctx, cfg)
+	gw, err := sluice.New(ctx, sluice.Options{
+		Auth:   auth.Config{Tokens: verifier},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
 	if err != nil {
 		return err
 	}
 	defer gw.Close()
-	// The service's own endpoints authenticate callers by the same rules.
-	authn, err := auth.New(ctx, auth.Config{JWTSecret: []byte(cfg.JWTSecret)})
-	if err != nil {
-		return err
-	}
-	defer authn.Close()
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/boards/{id}/events", gw.Stream(boardChannels))
-	mux.Handle("POST /api/boards/{id}/notes", addNote(gw, authn))
+	mux.Handle("POST /api/boards/{id}/notes", addNote(gw))
 	mux.Handle("/", gw.Handler()) // /events, /publish, /tickets, /healthz…
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
 	srv := sluice.NewHTTPServer(mux)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	fmt.Fprintf(out, "listening on %s\n", sluice.BaseURL(ln.Addr().String()))
+	fmt.Fprintf(out, "listening on %s\n", "http://"+ln.Addr().String())
 
 	select {
 	case err := <-errc:
@@ -96,9 +106,9 @@ func boardChannels(r *http.Request, p auth.Principal) ([]channel.Name, error) {
 
 // addNote is POST /api/boards/{id}/notes {"text": "…"}: it adds a note to
 // the board and publishes board.note_added to the board's channel.
-func addNote(gw *sluice.Gateway, authn *auth.Authenticator) http.Handler {
+func addNote(gw *sluice.Gateway) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := authn.Authenticate(r, auth.Options{})
+		p, err := gw.Authenticate(r) // the same rules as the gateway's streams
 		if err != nil {
 			problem.WriteError(w, err) // 401, with what to send
 			return

@@ -36,6 +36,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/auth/jwtauth"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/problem"
 )
@@ -55,13 +56,11 @@ func main() {
 // run serves the API on addr until ctx ends. The JWT secret comes from
 // SLUICE_JWT_SECRET, or is generated and printed with demo tokens.
 func run(ctx context.Context, addr string, out io.Writer) error {
-	cfg := sluice.DefaultConfig()
-	cfg.JWTSecret = os.Getenv("SLUICE_JWT_SECRET")
-	if cfg.JWTSecret == "" {
-		cfg.JWTSecret = rand.Text()
+	secret := os.Getenv("SLUICE_JWT_SECRET")
+	if secret == "" {
+		secret = rand.Text()
 	}
-	cfg.LogLevel = "warn"
-	a, err := newApp(ctx, cfg, time.Second)
+	a, err := newApp(ctx, []byte(secret), time.Second)
 	if err != nil {
 		return err
 	}
@@ -73,7 +72,7 @@ func run(ctx context.Context, addr string, out io.Writer) error {
 	srv := sluice.NewHTTPServer(a.Handler())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	printDemo(out, sluice.BaseURL(ln.Addr().String()), cfg.JWTSecret)
+	printDemo(out, "http://"+ln.Addr().String(), secret)
 
 	select {
 	case err := <-errc:
@@ -130,14 +129,18 @@ type app struct {
 	work   sync.WaitGroup
 }
 
-// newApp builds the gateway from cfg and the API around it; the worker
-// publishes one progress event per step.
-func newApp(ctx context.Context, cfg sluice.Config, step time.Duration) (*app, error) {
-	gw, err := sluice.New(ctx, cfg)
+// newApp builds the gateway, verifying HS256 tokens signed with secret, and
+// the API around it; the worker publishes one progress event per step.
+func newApp(ctx context.Context, secret []byte, step time.Duration) (*app, error) {
+	verifier, err := jwtauth.New(ctx, jwtauth.Config{Secret: secret, Algorithms: []string{"HS256"}})
 	if err != nil {
 		return nil, err
 	}
-	a := &app{gw: gw, store: &store{scans: map[string]map[string]Scan{}}, secret: []byte(cfg.JWTSecret), step: step}
+	gw, err := sluice.New(ctx, sluice.Options{Auth: auth.Config{Tokens: verifier}})
+	if err != nil {
+		return nil, err
+	}
+	a := &app{gw: gw, store: &store{scans: map[string]map[string]Scan{}}, secret: secret, step: step}
 	a.ctx, a.stop = context.WithCancel(context.Background())
 
 	mux := http.NewServeMux()

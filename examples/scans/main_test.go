@@ -26,10 +26,7 @@ const (
 
 func start(t *testing.T) string {
 	t.Helper()
-	cfg := sluice.DefaultConfig()
-	cfg.JWTSecret = secret
-	cfg.LogLevel = "error"
-	a, err := newApp(context.Background(), cfg, 100*time.Millisecond)
+	a, err := newApp(context.Background(), []byte(secret), 100*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

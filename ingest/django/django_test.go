@@ -14,6 +14,8 @@ import (
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/ingest/django"
 	"github.com/sluicehq/sluice/internal/redistest"
+	"github.com/sluicehq/sluice/internal/testutil"
+	"github.com/sluicehq/sluice/server"
 )
 
 const (
@@ -37,7 +39,7 @@ type fixture struct {
 	prefix  string
 	channel string // the Pub/Sub channel django publishes to
 	redis   valkey.Client
-	gw      *sluice.Gateway
+	gw      *server.Server
 
 	mu        sync.Mutex
 	published []string // "<channel> <event> <data>" of each accepted event
@@ -58,10 +60,10 @@ func newFixture(t *testing.T) *fixture {
 			_ = f.redis.Do(ctx, f.redis.B().Del().Key(keys...).Build()).Error()
 		}
 	})
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.JWTSecret = "test-secret-0123456789abcdef0123456789"
 	cfg.LogLevel = "error"
-	gw, err := sluice.New(context.Background(), cfg)
+	gw, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,18 +131,6 @@ func (i *instance) stop() {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // subscribers returns how many Redis clients are subscribed to the ingest
 // channel.
 func (f *fixture) subscribers() int64 {
@@ -156,7 +146,7 @@ func (f *fixture) subscribers() int64 {
 func (f *fixture) waitHolder(is ...*instance) *instance {
 	f.t.Helper()
 	var holder *instance
-	eventually(f.t, 5*time.Second, "one instance holds the lease and is subscribed", func() bool {
+	testutil.Eventually(f.t, 5*time.Second, "one instance holds the lease and is subscribed", func() bool {
 		holder = nil
 		n := 0
 		for _, i := range is {
@@ -199,7 +189,7 @@ func TestPublishedOnceWithTwoInstances(t *testing.T) {
 	}
 	// The documented raw form, as redis-cli would send it.
 	f.django(`{"channel":"` + ch + `","event_type":"scan.done","data":"{\"a\":1}","pub_id":null}`)
-	eventually(t, 5*time.Second, "every event published", func() bool { return len(f.accepted()) >= n+1 })
+	testutil.Eventually(t, 5*time.Second, "every event published", func() bool { return len(f.accepted()) >= n+1 })
 	got := f.accepted()
 	if len(got) != n+1 {
 		t.Fatalf("published %d events, want %d: %q", len(got), n+1, got)
@@ -249,7 +239,7 @@ func TestRefusals(t *testing.T) {
 	// A data member that is JSON rather than a string is taken as it is.
 	f.django(`{"channel": "` + ch + `", "event_type": "scan.progress", "data": {"b": [1, 2]}}`)
 	f.django(djangoMessage(ch, "scan.done", `{"ok": true}`))
-	eventually(t, 5*time.Second, "every message handled", func() bool {
+	testutil.Eventually(t, 5*time.Second, "every message handled", func() bool {
 		s := i.in.Stats()
 		return s.Refused+s.Ingested >= uint64(len(bad)+2)
 	})
@@ -272,7 +262,7 @@ func TestHandoverWhenTheHolderStops(t *testing.T) {
 	}
 	ch := "scan-progress:" + tenant + ":7"
 	f.django(djangoMessage(ch, "scan.progress", `{"n":1}`))
-	eventually(t, 5*time.Second, "first event published", func() bool { return len(f.accepted()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "first event published", func() bool { return len(f.accepted()) == 1 })
 
 	start := time.Now()
 	holder.stop()
@@ -287,7 +277,7 @@ func TestHandoverWhenTheHolderStops(t *testing.T) {
 	if got := f.django(djangoMessage(ch, "scan.progress", `{"n":2}`)); got != 1 {
 		t.Fatalf("PUBLISH reached %d subscribers, want 1", got)
 	}
-	eventually(t, 5*time.Second, "second event published", func() bool { return len(f.accepted()) == 2 })
+	testutil.Eventually(t, 5*time.Second, "second event published", func() bool { return len(f.accepted()) == 2 })
 	if s := other.in.Stats(); s.Ingested != 1 {
 		t.Errorf("new holder stats %+v, want 1 ingested", s)
 	}
@@ -364,6 +354,6 @@ func TestHolderStepsDownWhenTheLeaseIsTaken(t *testing.T) {
 	if err := f.redis.Do(ctx, f.redis.B().Set().Key(i.in.LeaseKey()).Value("another-instance").Px(2*lease).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, lease, "the holder unsubscribes", func() bool { return !i.in.Holding() && f.subscribers() == 0 })
+	testutil.Eventually(t, lease, "the holder unsubscribes", func() bool { return !i.in.Holding() && f.subscribers() == 0 })
 	f.waitHolder(i)
 }

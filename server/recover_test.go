@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"net/http"
@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
-	sluice "github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/server"
 )
 
 // A handler that panics (a hook, a library, a broker client) gets a 500
 // problem, not a dropped connection, and the process serves on.
 func TestHandlerPanicAnswered(t *testing.T) {
-	e := newEnv(t, nil, sluice.WithRoutes(func(g *sluice.Gateway, mux *http.ServeMux) {
+	e := newEnv(t, nil, server.WithRoutes(func(g *sluice.Gateway, mux *http.ServeMux) {
 		mux.HandleFunc("GET /boom", func(http.ResponseWriter, *http.Request) { panic("boom") })
 	}))
 	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/boom", nil)

@@ -1,6 +1,7 @@
-package sluice
+package server
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -169,11 +170,11 @@ func newDevSetup(cfg *Config) (*devSetup, error) {
 
 // Dev returns what --dev generated, and false when the gateway is not in
 // development mode.
-func (g *Gateway) Dev() (DevInfo, bool) {
-	if g.dev == nil {
+func (s *Server) Dev() (DevInfo, bool) {
+	if s.dev == nil {
 		return DevInfo{}, false
 	}
-	return g.dev.info, true
+	return s.dev.info, true
 }
 
 // PrintDev writes the --dev banner: where the secret came from, an export
@@ -252,4 +253,15 @@ func BaseURL(addr string) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// randomKey returns n random characters of [A-Za-z0-9].
+func randomKey(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
 }

@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/server"
 )
 
 // TestErrorsSayWhatToDo pins, over HTTP, the refusals a new user meets
@@ -98,7 +99,7 @@ func TestHookChannelErrorIs400(t *testing.T) {
 		}
 		return []channel.Name{n}, nil
 	}
-	e := newEnv(t, nil, sluice.WithRoutes(func(g *sluice.Gateway, mux *http.ServeMux) {
+	e := newEnv(t, nil, server.WithRoutes(func(g *sluice.Gateway, mux *http.ServeMux) {
 		mux.Handle("GET /scans/{id}/events", g.Stream(hook))
 	}))
 	good := token(t, "u1", tenantA, time.Hour, nil)
@@ -125,19 +126,19 @@ func (w *wrapped) Unwrap() error { return w.err }
 func TestIgnoredSettingsWarn(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		cfg  func(*sluice.Config)
+		cfg  func(*server.Config)
 		want []string
 	}{
-		{"redis url with memory", func(c *sluice.Config) { c.RedisURL = "redis://127.0.0.1:1/0" }, []string{"SLUICE_REDIS_URL is set but SLUICE_BROKER is memory", "set SLUICE_BROKER=redis"}},
-		{"redis prefix with memory", func(c *sluice.Config) { c.RedisPrefix = "app:" }, []string{"SLUICE_REDIS_PREFIX is set"}},
-		{"nothing ignored", func(*sluice.Config) {}, nil},
+		{"redis url with memory", func(c *server.Config) { c.RedisURL = "redis://127.0.0.1:1/0" }, []string{"SLUICE_REDIS_URL is set but SLUICE_BROKER is memory", "set SLUICE_BROKER=redis"}},
+		{"redis prefix with memory", func(c *server.Config) { c.RedisPrefix = "app:" }, []string{"SLUICE_REDIS_PREFIX is set"}},
+		{"nothing ignored", func(*server.Config) {}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := sluice.DefaultConfig()
+			cfg := server.DefaultConfig()
 			cfg.JWTSecret = testSecret
 			tt.cfg(&cfg)
 			var buf syncBuffer
-			g, err := sluice.New(context.Background(), cfg, sluice.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+			g, err := server.New(context.Background(), cfg, server.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
 			if err != nil {
 				t.Fatal(err)
 			}

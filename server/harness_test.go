@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/server"
 )
 
 const (
@@ -30,22 +31,22 @@ const (
 // env is a gateway served over real HTTP on a free loopback port.
 type env struct {
 	t   *testing.T
-	gw  *sluice.Gateway
+	gw  *server.Server
 	srv *httptest.Server
 }
 
-func newEnv(t *testing.T, mutate func(*sluice.Config), opts ...sluice.Option) *env {
+func newEnv(t *testing.T, mutate func(*server.Config), opts ...server.Option) *env {
 	t.Helper()
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.JWTSecret = testSecret
 	cfg.PublishKeys = []string{testPublishKey}
 	cfg.LogLevel = "error"
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	gw, err := sluice.New(context.Background(), cfg, opts...)
+	gw, err := server.New(context.Background(), cfg, opts...)
 	if err != nil {
-		t.Fatalf("sluice.New: %v", err)
+		t.Fatalf("server.New: %v", err)
 	}
 	srv := httptest.NewUnstartedServer(gw.Handler())
 	srv.Config = sluice.NewHTTPServer(gw.Handler())

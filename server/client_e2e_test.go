@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/client"
+	"github.com/sluicehq/sluice/server"
 )
 
 // TestGoClientAgainstGateway runs the Go subscriber client against the real
@@ -17,7 +17,7 @@ import (
 // client refreshes them and resumes with ?lastEventId=, and every event
 // arrives exactly once, in order.
 func TestGoClientAgainstGateway(t *testing.T) {
-	e := newEnv(t, func(c *sluice.Config) { c.Retry = 100 * time.Millisecond })
+	e := newEnv(t, func(c *server.Config) { c.Retry = 100 * time.Millisecond })
 	ch := chanName("llm", tenantA, "tokens")
 	var minted atomic.Int32
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -35,7 +35,7 @@ func TestGoClientAgainstGateway(t *testing.T) {
 	pubDone := make(chan struct{})
 	go func() {
 		defer close(pubDone)
-		eventually(t, 5*time.Second, "the client connects", func() bool { return e.gw.Open() == 1 })
+		eventually(t, 5*time.Second, "the client connects", func() bool { return e.gw.OpenStreams() == 1 })
 		for i := range n {
 			e.mustPublish(ch, "llm.token", i)
 			time.Sleep(100 * time.Millisecond)

@@ -1,13 +1,13 @@
-package sluice
+package server
 
 import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluicehq/sluice/limits"
 	"io"
 	"math"
 	"net"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/outbox"
-	"github.com/sluicehq/sluice/tenant"
+	"github.com/sluicehq/sluice/tenant/source"
 )
 
 // Config is the whole configuration of a Sluice gateway (protocol.md §10). Its zero
@@ -436,15 +436,11 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("SLUICE_LOG_FORMAT: %q is neither text nor json", c.LogFormat)
 	}
-	if err := tenant.CheckSpec(c.Membership); err != nil { // never quotes a URL's credentials
+	if err := source.CheckSpec(c.Membership); err != nil { // never quotes a URL's credentials
 		return fmt.Errorf("SLUICE_MEMBERSHIP: %w", err)
 	}
-	for _, p := range c.TrustedProxies {
-		if _, err := netip.ParsePrefix(p); err != nil {
-			if _, err := netip.ParseAddr(p); err != nil {
-				return fmt.Errorf("SLUICE_TRUSTED_PROXIES: %q is neither a CIDR nor an address", p)
-			}
-		}
+	if _, err := limits.ParseProxies(c.TrustedProxies); err != nil {
+		return fmt.Errorf("SLUICE_TRUSTED_PROXIES: %w", err)
 	}
 	if c.Membership == "postgres" && c.PostgresURL == "" {
 		return errors.New("SLUICE_POSTGRES_URL: required with SLUICE_MEMBERSHIP=postgres")
@@ -476,4 +472,22 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Warnings returns what in c is set but has no effect with the chosen
+// broker, one message each, naming the variable and what to do. New logs
+// them at start; they do not stop it.
+func (c Config) Warnings() []string {
+	var out []string
+	if c.Broker != "redis" {
+		if c.RedisURL != "" {
+			out = append(out, "SLUICE_REDIS_URL is set but SLUICE_BROKER is "+c.Broker+
+				": it is ignored; set SLUICE_BROKER=redis to use Redis, or unset SLUICE_REDIS_URL")
+		}
+		if c.RedisPrefix != "" && c.RedisPrefix != "sluice:" {
+			out = append(out, "SLUICE_REDIS_PREFIX is set but SLUICE_BROKER is "+c.Broker+
+				": it is ignored; set SLUICE_BROKER=redis to use Redis, or unset SLUICE_REDIS_PREFIX")
+		}
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"bytes"
@@ -16,10 +16,11 @@ import (
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/problem"
+	"github.com/sluicehq/sluice/server"
 )
 
 func TestPublishValidation(t *testing.T) {
-	e := newEnv(t, func(c *sluice.Config) { c.MaxEventBytes = 16 })
+	e := newEnv(t, func(c *server.Config) { c.MaxEventBytes = 16 })
 	ch := chanName("scan-progress", tenantA, "1")
 	ev := func(data string) string {
 		return `{"channel":"` + ch + `","event":"scan.progress","data":` + data + `}`
@@ -114,7 +115,7 @@ func TestPublishedInOrderAndNothingOfARefusedBatch(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
-	e := newEnv(t, func(c *sluice.Config) { c.AllowOrigins = []string{"https://app.example"} })
+	e := newEnv(t, func(c *server.Config) { c.AllowOrigins = []string{"https://app.example"} })
 	for _, path := range []string{"/events", "/publish", "/tickets", "/healthz"} {
 		req, _ := http.NewRequest(http.MethodOptions, e.srv.URL+path, nil)
 		req.Header.Set("Origin", "https://app.example")
@@ -157,7 +158,7 @@ func TestCORS(t *testing.T) {
 		t.Fatal("stream not granted to the allowed origin")
 	}
 
-	all := newEnv(t, func(c *sluice.Config) { c.AllowOrigins = []string{"*"} })
+	all := newEnv(t, func(c *server.Config) { c.AllowOrigins = []string{"*"} })
 	req, _ = http.NewRequest(http.MethodGet, all.srv.URL+"/healthz", nil)
 	req.Header.Set("Origin", "https://any.example")
 	resp, _ = http.DefaultClient.Do(req)
@@ -220,7 +221,7 @@ func TestHealthAndErrorsAreProblems(t *testing.T) {
 }
 
 func TestDrain(t *testing.T) {
-	e := newEnv(t, func(c *sluice.Config) {
+	e := newEnv(t, func(c *server.Config) {
 		c.Retry = time.Second
 		c.DrainSpread = 3 * time.Second
 	})
@@ -261,7 +262,7 @@ func TestDrain(t *testing.T) {
 // resource up and applies its own rules; the gateway does the rest.
 func TestLibraryStream(t *testing.T) {
 	scans := map[string]string{"42": tenantA} // scan id → tenant
-	e := newEnv(t, nil, sluice.WithRoutes(func(gw *sluice.Gateway, mux *http.ServeMux) {
+	e := newEnv(t, nil, server.WithRoutes(func(gw *sluice.Gateway, mux *http.ServeMux) {
 		mux.Handle("GET /api/v1/scans/{id}/events", gw.Stream(
 			func(r *http.Request, p auth.Principal) ([]channel.Name, error) {
 				id := r.PathValue("id")
@@ -310,9 +311,9 @@ func TestLibraryStream(t *testing.T) {
 	}
 	problemOf(t, resp)
 	// A route conflicting with the gateway's own is an error of New.
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.JWTSecret = testSecret
-	_, err := sluice.New(context.Background(), cfg, sluice.WithRoutes(func(g *sluice.Gateway, mux *http.ServeMux) {
+	_, err := server.New(context.Background(), cfg, server.WithRoutes(func(g *sluice.Gateway, mux *http.ServeMux) {
 		mux.Handle("/events", http.NotFoundHandler())
 	}))
 	if err == nil {

@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"bytes"
@@ -13,16 +13,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/server"
 )
 
 // fuzzGateway is a gateway driven in-process through its Handler, with the
 // connection limits out of the way so that a fuzzer's thousands of requests
 // from one address reach the code behind them.
-func fuzzGateway(f *testing.F, mutate func(*sluice.Config)) *sluice.Gateway {
+func fuzzGateway(f *testing.F, mutate func(*server.Config)) *server.Server {
 	f.Helper()
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.JWTSecret = testSecret
 	cfg.PublishKeys = []string{testPublishKey}
 	cfg.HistorySize = 8
@@ -33,7 +33,7 @@ func fuzzGateway(f *testing.F, mutate func(*sluice.Config)) *sluice.Gateway {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	gw, err := sluice.New(context.Background(), cfg, sluice.WithLogger(slog.New(slog.DiscardHandler)))
+	gw, err := server.New(context.Background(), cfg, server.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func FuzzEventsRequest(f *testing.F) {
 // body with a code, and a 200 needs the publisher key and carries one id per
 // event sent.
 func FuzzPublishRequest(f *testing.F) {
-	gw := fuzzGateway(f, func(c *sluice.Config) { c.MaxEventBytes = 256; c.MaxBodyBytes = 4096 })
+	gw := fuzzGateway(f, func(c *server.Config) { c.MaxEventBytes = 256; c.MaxBodyBytes = 4096 })
 	h := gw.Handler()
 	ch := chanName("doc", tenantA, "1")
 	key := "Bearer " + testPublishKey

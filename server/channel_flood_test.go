@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	sluice "github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/redistest"
+	"github.com/sluicehq/sluice/server"
 )
 
 // Naming channels costs nothing once the streams are gone: a user who opens
@@ -41,11 +41,11 @@ func TestChannelNameFloodLeavesNoState(t *testing.T) {
 			cancel()
 			resp.Body.Close()
 		}
-		eventually(t, 10*time.Second, "every flood stream closed", func() bool { return e.gw.Open() == 0 })
+		eventually(t, 10*time.Second, "every flood stream closed", func() bool { return e.gw.OpenStreams() == 0 })
 	}
 
 	t.Run("memory", func(t *testing.T) {
-		e := newEnv(t, func(c *sluice.Config) { c.ConnRate = 1e6; c.ConnBurst = 1e6 })
+		e := newEnv(t, func(c *server.Config) { c.ConnRate = 1e6; c.ConnBurst = 1e6 })
 		const names = 10000
 		flood(t, e, names) // warm-up: whatever grows once has grown
 		before := heapInUse()
@@ -62,7 +62,7 @@ func TestChannelNameFloodLeavesNoState(t *testing.T) {
 		u := redistest.URL(t, "the Redis variant")
 		rc := redistest.Client(t, u)
 		t.Cleanup(func() { redistest.DeleteKeys(t, rc, prefix) })
-		e := newEnv(t, func(c *sluice.Config) {
+		e := newEnv(t, func(c *server.Config) {
 			c.Broker, c.RedisURL, c.RedisPrefix = "redis", u, prefix
 			c.ConnRate, c.ConnBurst = 1e6, 1e6
 		})

@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"encoding/base64"

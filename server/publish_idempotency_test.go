@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"bytes"
@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	sluice "github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/redistest"
+	"github.com/sluicehq/sluice/server"
 )
 
 // publishWithKey posts body to /publish with an Idempotency-Key.
@@ -29,9 +29,9 @@ func (e *env) publishWithKey(key string, body any) (int, map[string]any) {
 // publishes nothing; a key reused for another batch is refused; a malformed
 // key is refused before anything is published. On both brokers.
 func TestPublishIdempotencyKey(t *testing.T) {
-	brokers := map[string]func(*sluice.Config){
+	brokers := map[string]func(*server.Config){
 		"memory": nil,
-		"redis": func(c *sluice.Config) {
+		"redis": func(c *server.Config) {
 			c.Broker = "redis"
 			c.RedisURL = redistest.URL(t, "the Redis variant")
 			c.RedisPrefix = "sluicetest:" + redistest.Random() + ":"

@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/server"
 )
 
 // TestRoutesFileClashIsAConfigError checks that a routes file taking one of
@@ -22,11 +22,11 @@ func TestRoutesFileClashIsAConfigError(t *testing.T) {
 			if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cfg := sluice.DefaultConfig()
+			cfg := server.DefaultConfig()
 			cfg.JWTSecret = testSecret
 			cfg.LogLevel = "error"
 			cfg.RoutesFile = file
-			var gw *sluice.Gateway
+			var gw *server.Server
 			var err error
 			func() {
 				defer func() {
@@ -34,7 +34,7 @@ func TestRoutesFileClashIsAConfigError(t *testing.T) {
 						t.Fatalf("New panicked: %v", r)
 					}
 				}()
-				gw, err = sluice.New(context.Background(), cfg)
+				gw, err = server.New(context.Background(), cfg)
 			}()
 			if err == nil {
 				gw.Close()

@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"encoding/json"
@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/server"
 )
 
 var cursorRE = regexp.MustCompile(`^[A-Za-z0-9._~-]+$`)
 
 func TestStreamFraming(t *testing.T) {
-	e := newEnv(t, func(c *sluice.Config) { c.KeepAlive = 150 * time.Millisecond })
+	e := newEnv(t, func(c *server.Config) { c.KeepAlive = 150 * time.Millisecond })
 	ch := chanName("scan-progress", tenantA, "42")
 	q := url.Values{"channel": {ch}}
 	tok := token(t, "u1", tenantA, time.Hour, nil)
@@ -86,7 +86,7 @@ func problemOf(t *testing.T, resp *http.Response) map[string]any {
 }
 
 func TestStreamErrors(t *testing.T) {
-	e := newEnv(t, func(c *sluice.Config) { c.MaxChannels = 3 })
+	e := newEnv(t, func(c *server.Config) { c.MaxChannels = 3 })
 	good := token(t, "u1", tenantA, time.Hour, nil)
 	chA := chanName("scan-progress", tenantA, "1")
 	chB := chanName("scan-progress", tenantB, "1")
@@ -269,7 +269,7 @@ func TestReset(t *testing.T) {
 	q := url.Values{"channel": {ch}}
 
 	t.Run("trimmed history", func(t *testing.T) {
-		e := newEnv(t, func(c *sluice.Config) { c.HistorySize = 3 })
+		e := newEnv(t, func(c *server.Config) { c.HistorySize = 3 })
 		s := open(t, e.eventsURL(q), bearer(tok))
 		first := s.expect("stream-open").LastEventID
 		for i := range 5 {
@@ -356,7 +356,7 @@ func TestTokenExpiresOnOpenStream(t *testing.T) {
 }
 
 func TestSlowConsumerDoesNotDelayOthers(t *testing.T) {
-	e := newEnv(t, func(c *sluice.Config) {
+	e := newEnv(t, func(c *server.Config) {
 		c.QueueSize = 32
 		c.WriteTimeout = 5 * time.Second
 	})
@@ -373,7 +373,7 @@ func TestSlowConsumerDoesNotDelayOthers(t *testing.T) {
 	defer conn.Close()
 	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
 	fmt.Fprintf(conn, "GET /events?%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", q.Encode(), tok)
-	eventually(t, 5*time.Second, "the stalled stream opens", func() bool { return e.gw.Open() == 1 })
+	eventually(t, 5*time.Second, "the stalled stream opens", func() bool { return e.gw.OpenStreams() == 1 })
 
 	fast := open(t, e.eventsURL(q), bearer(tok))
 	fast.expect("stream-open")
@@ -396,7 +396,7 @@ func TestSlowConsumerDoesNotDelayOthers(t *testing.T) {
 	}
 	t.Logf("worst publish→receive for the fast reader: %v", worst)
 	// The stalled stream was cut as a slow consumer; the fast one is open.
-	eventually(t, 10*time.Second, "the stalled stream is cut", func() bool { return e.gw.Open() == 1 })
+	eventually(t, 10*time.Second, "the stalled stream is cut", func() bool { return e.gw.OpenStreams() == 1 })
 	// (Reading all it was sent through a 4 KiB window would take minutes:
 	// the start is enough.)
 	raw := make([]byte, 512)

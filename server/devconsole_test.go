@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/server"
 )
 
 // TestDevConsoleServed: --dev serves the console at "/" to a loopback Host
@@ -17,11 +17,11 @@ import (
 // --dev, "/" is a 404 problem.
 func TestDevConsoleServed(t *testing.T) {
 	const configured = "configured-publisher-key-0123456789"
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.Dev = true
 	cfg.LogLevel = "error"
 	cfg.PublishKeys = []string{configured}
-	gw, err := sluice.New(context.Background(), cfg)
+	gw, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

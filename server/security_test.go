@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 // End-to-end security tests over real HTTP: tenant isolation, forged and
 // replayed credentials, revocation, connection limits, goroutine leaks,
@@ -40,6 +40,7 @@ import (
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/server"
 )
 
 const tenantC = "c0ffee00-1234-4abc-8def-0123456789ab"
@@ -331,7 +332,7 @@ func TestSecurityForgedTokens(t *testing.T) {
 
 	t.Run("public key", func(t *testing.T) {
 		path, pub, priv := rsaKeyFile(t)
-		e := newEnv(t, func(c *sluice.Config) { c.JWTSecret = ""; c.JWTPublicKey = path })
+		e := newEnv(t, func(c *server.Config) { c.JWTSecret = ""; c.JWTPublicKey = path })
 		for name, tok := range map[string]string{
 			// The classic confusion: the public key used as an HMAC secret.
 			"HS256 signed with the public key": sign(t, jwt.SigningMethodHS256, claims("u1", tenantA), pub),
@@ -384,7 +385,7 @@ func TestSecurityTicketReplay(t *testing.T) {
 }
 
 // TestSecurityTicketUsedLate redeems a ticket after its lifetime. The ticket
-// TTL itself (30 s) is not configurable through sluice.Config, so this test
+// TTL itself (30 s) is not configurable through server.Config, so this test
 // uses a credential that expires in about two seconds: a ticket never
 // outlives the credential it was issued for. The 30 s store lifetime is
 // tested in auth (TestTicketExpiry).
@@ -434,7 +435,7 @@ func (m *flipMembership) remove(tenant, user string) {
 // members keep streaming.
 func TestSecurityRemovedMember(t *testing.T) {
 	m := &flipMembership{}
-	e := newEnv(t, func(c *sluice.Config) { c.RecheckInterval = 200 * time.Millisecond }, sluice.WithMembership(m))
+	e := newEnv(t, func(c *server.Config) { c.RecheckInterval = 200 * time.Millisecond }, server.WithMembership(m))
 	ch := chanName("doc", tenantA, "m")
 	q := url.Values{"channel": {ch}}
 	gone := open(t, e.eventsURL(q), bearer(token(t, "gone", tenantA, time.Hour, nil)))
@@ -582,7 +583,7 @@ func TestSecurityLimitsThroughHTTP(t *testing.T) {
 	q := url.Values{"channel": {ch}}
 
 	t.Run("streams per user", func(t *testing.T) {
-		e := newEnv(t, func(c *sluice.Config) { c.MaxStreamsPerUser = 2 })
+		e := newEnv(t, func(c *server.Config) { c.MaxStreamsPerUser = 2 })
 		tok := token(t, "u1", tenantA, time.Hour, nil)
 		s1 := open(t, e.eventsURL(q), bearer(tok))
 		open(t, e.eventsURL(q), bearer(tok))
@@ -598,7 +599,7 @@ func TestSecurityLimitsThroughHTTP(t *testing.T) {
 		})
 	})
 	t.Run("streams per tenant", func(t *testing.T) {
-		e := newEnv(t, func(c *sluice.Config) { c.MaxStreamsPerTenant = 3 })
+		e := newEnv(t, func(c *server.Config) { c.MaxStreamsPerTenant = 3 })
 		for i := range 3 {
 			open(t, e.eventsURL(q), bearer(token(t, fmt.Sprint("u", i), tenantA, time.Hour, nil)))
 		}
@@ -606,7 +607,7 @@ func TestSecurityLimitsThroughHTTP(t *testing.T) {
 		open(t, e.eventsURL(url.Values{"channel": {chanName("doc", tenantB, "l")}}), bearer(token(t, "u9", tenantB, time.Hour, nil)))
 	})
 	t.Run("new streams per address", func(t *testing.T) {
-		e := newEnv(t, func(c *sluice.Config) { c.ConnRate = 0.5; c.ConnBurst = 2 })
+		e := newEnv(t, func(c *server.Config) { c.ConnRate = 0.5; c.ConnBurst = 2 })
 		tok := token(t, "u1", tenantA, time.Hour, nil)
 		for range 2 {
 			open(t, e.eventsURL(q), bearer(tok)).close()
@@ -644,7 +645,7 @@ func TestSecurityLimitsThroughHTTP(t *testing.T) {
 		refused(t, e.eventsURL(long), bearer(token(t, "u1", tenantA, time.Hour, nil)), 414, "uri_too_long")
 	})
 	t.Run("oversized publish body", func(t *testing.T) {
-		e := newEnv(t, func(c *sluice.Config) { c.MaxBodyBytes = 4096; c.MaxEventBytes = 1024 })
+		e := newEnv(t, func(c *server.Config) { c.MaxBodyBytes = 4096; c.MaxEventBytes = 1024 })
 		st, reply := e.publish(map[string]any{"channel": ch, "event": "doc.updated", "data": strings.Repeat("b", 5000)})
 		if st != 413 || reply["code"] != "body_too_large" {
 			t.Fatalf("%d %v", st, reply)
@@ -698,7 +699,7 @@ func TestSecurityLimitsThroughHTTP(t *testing.T) {
 		if ev := held.expect("doc.updated"); ev.Data != `"after the flood"` {
 			t.Fatalf("held stream got %s", ev.Data)
 		}
-		eventually(t, 5*time.Second, "flood streams closed", func() bool { return e.gw.Open() == 1 })
+		eventually(t, 5*time.Second, "flood streams closed", func() bool { return e.gw.OpenStreams() == 1 })
 	})
 }
 
@@ -707,7 +708,7 @@ func TestSecurityLimitsThroughHTTP(t *testing.T) {
 // consumer cut off, a revocation, refusals — and checks that the number of
 // goroutines returns to its baseline.
 func TestSecurityNoGoroutineLeak(t *testing.T) {
-	e := newEnv(t, func(c *sluice.Config) {
+	e := newEnv(t, func(c *server.Config) {
 		c.QueueSize = 16
 		c.WriteTimeout = 300 * time.Millisecond
 		c.KeepAlive = 100 * time.Millisecond
@@ -736,7 +737,7 @@ func TestSecurityNoGoroutineLeak(t *testing.T) {
 	e.mustPublish(ch, "doc.updated", 0)
 	w.expect("doc.updated")
 	w.close()
-	eventually(t, 2*time.Second, "warm-up stream closed", func() bool { return e.gw.Open() == 0 })
+	eventually(t, 2*time.Second, "warm-up stream closed", func() bool { return e.gw.OpenStreams() == 0 })
 	base := settle()
 
 	var streams []*stream
@@ -783,7 +784,7 @@ func TestSecurityNoGoroutineLeak(t *testing.T) {
 		fmt.Fprintf(c, "GET /events?%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", q.Encode(), tok)
 		raws = append(raws, c)
 	}
-	eventually(t, 5*time.Second, "slow consumers open", func() bool { return e.gw.Open() >= 3+5+1 })
+	eventually(t, 5*time.Second, "slow consumers open", func() bool { return e.gw.OpenStreams() >= 3+5+1 })
 	// Batches of 100 overflow a queue of 16 at once, and 12 MiB is more
 	// than the kernel's send buffer holds for a reader that never reads.
 	big := strings.Repeat("x", 16<<10)
@@ -807,7 +808,7 @@ func TestSecurityNoGoroutineLeak(t *testing.T) {
 			t.Fatalf("expiring stream: %q", c)
 		}
 	}
-	eventually(t, 10*time.Second, "every stream ended", func() bool { return e.gw.Open() == 0 })
+	eventually(t, 10*time.Second, "every stream ended", func() bool { return e.gw.OpenStreams() == 0 })
 	for _, c := range raws {
 		c.Close()
 	}
@@ -839,7 +840,7 @@ type syncBuffer = syncbuf.Buffer
 func TestSecurityTokensNeverLogged(t *testing.T) {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := newEnv(t, func(c *sluice.Config) { c.LogLevel = "debug" }, sluice.WithLogger(logger))
+	e := newEnv(t, func(c *server.Config) { c.LogLevel = "debug" }, server.WithLogger(logger))
 	ch := chanName("doc", tenantA, "log")
 	good := token(t, "u1", tenantA, time.Hour, nil)
 	otherSecret := sign(t, jwt.SigningMethodHS256, claims("u1", tenantA), []byte("another-secret-0123456789abcdef012345"))
@@ -925,7 +926,7 @@ func TestSecurityTokensNeverLogged(t *testing.T) {
 			t.Fatalf("case %d %s %s: status %d, want %d", i, tc.method, redactURL(e.srv.URL+tc.target), st, tc.status)
 		}
 	}
-	eventually(t, 2*time.Second, "streams closed", func() bool { return e.gw.Open() == 0 })
+	eventually(t, 2*time.Second, "streams closed", func() bool { return e.gw.OpenStreams() == 0 })
 	log := logs.String()
 	if !strings.Contains(log, `"stream open"`) || !strings.Contains(log, auth.Redacted) {
 		t.Fatalf("the debug log lacks stream or request lines:\n%s", log)
@@ -953,10 +954,10 @@ func TestSecuritySlowLoris(t *testing.T) {
 		t.Skip("waits for the 10 s ReadHeaderTimeout")
 	}
 	t.Parallel()
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.JWTSecret = testSecret
 	cfg.LogLevel = "error"
-	gw, err := sluice.New(context.Background(), cfg)
+	gw, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package sluice
+package server
 
 import (
 	"bytes"
@@ -36,15 +36,16 @@ func renderConsole(d DevInfo) ([]byte, error) {
 // loopback name or address gets 403: the page holds credentials, and a
 // loopback-only Host check keeps another site from reading it through DNS
 // rebinding.
-func (g *Gateway) serveConsole(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveConsole(w http.ResponseWriter, r *http.Request) {
 	if !loopbackHost(r.Host) {
 		problem.Write(w, problem.New(http.StatusForbidden, problem.CodeForbidden,
 			"the dev console is served to localhost only (it holds a token and a publisher key): open it as http://127.0.0.1:<port>/ or http://localhost:<port>/ on the machine running sluice --dev"))
 		return
 	}
-	page, err := renderConsole(g.dev.info)
+	page, err := renderConsole(s.dev.info)
 	if err != nil {
-		g.writeFault(w, err)
+		s.log.Error("rendering the dev console", "err", err)
+		problem.WriteError(w, err)
 		return
 	}
 	h := w.Header()

@@ -1,4 +1,4 @@
-package sluice_test
+package server_test
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/server"
 )
 
 // rawAnswer is what a raw connection received before the server closed it.
@@ -82,7 +83,7 @@ func healthzWithin(t *testing.T, base string, d time.Duration) time.Duration {
 func TestSlowlorisBodyNeverSent(t *testing.T) {
 	const n = 300
 	const bodyTimeout = time.Second
-	e := newEnv(t, func(c *sluice.Config) { c.BodyTimeout = bodyTimeout; c.HeaderTimeout = time.Second })
+	e := newEnv(t, func(c *server.Config) { c.BodyTimeout = bodyTimeout; c.HeaderTimeout = time.Second })
 	u, _ := url.Parse(e.srv.URL)
 	ch := chanName("doc", tenantA, "sl")
 	kinds := []struct{ name, req string }{
@@ -180,7 +181,7 @@ func TestUnreadBodyDoesNotLoseTheAnswer(t *testing.T) {
 func TestSlowlorisHeadersNeverComplete(t *testing.T) {
 	const n, perAddr = 300, 100
 	const headerTimeout = 2 * time.Second
-	e := newEnv(t, func(c *sluice.Config) { c.HeaderTimeout = headerTimeout; c.MaxPendingConnsPerAddr = perAddr })
+	e := newEnv(t, func(c *server.Config) { c.HeaderTimeout = headerTimeout; c.MaxPendingConnsPerAddr = perAddr })
 	u, _ := url.Parse(e.srv.URL)
 	wait := headerTimeout + 4*time.Second
 	answers := make([]rawAnswer, n)
@@ -274,7 +275,7 @@ func TestErrorsAreProblems(t *testing.T) {
 // held back, and the heap does not grow with the flood.
 func TestTicketFlood(t *testing.T) {
 	const rate, burst = 20, 10
-	e := newEnv(t, func(c *sluice.Config) { c.TicketRate = rate; c.TicketBurst = burst; c.MaxTicketsPerUser = 1000 })
+	e := newEnv(t, func(c *server.Config) { c.TicketRate = rate; c.TicketBurst = burst; c.MaxTicketsPerUser = 1000 })
 	tok := token(t, "flooder", tenantA, time.Hour, nil)
 	var before runtime.MemStats
 	runtime.GC()
@@ -340,7 +341,7 @@ func TestTicketFlood(t *testing.T) {
 // frees a place.
 func TestTicketOutstandingCap(t *testing.T) {
 	const capacity = 5
-	e := newEnv(t, func(c *sluice.Config) { c.TicketRate = 1000; c.TicketBurst = 1000; c.MaxTicketsPerUser = capacity })
+	e := newEnv(t, func(c *server.Config) { c.TicketRate = 1000; c.TicketBurst = 1000; c.MaxTicketsPerUser = capacity })
 	tok := token(t, "u1", tenantA, time.Hour, nil)
 	var tickets []string
 	for range capacity {
@@ -457,11 +458,11 @@ func TestLargeUnreadBodyAnswered(t *testing.T) {
 // problem with the same status; everything else is untouched, and streams
 // are still parked (no goroutine each).
 func TestProblemListener(t *testing.T) {
-	cfg := sluice.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.JWTSecret = testSecret
 	cfg.PublishKeys = []string{testPublishKey}
 	cfg.LogLevel = "error"
-	gw, err := sluice.New(context.Background(), cfg)
+	gw, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +519,7 @@ func TestProblemListener(t *testing.T) {
 	streams := func(addr, user string) int {
 		req := "GET /events?channel=" + url.QueryEscape(chanName("doc", tenantA, "pl")) + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
 			token(t, user, tenantA, time.Hour, nil) + "\r\n\r\n"
-		open := gw.Open()
+		open := gw.OpenStreams()
 		before := runtime.NumGoroutine()
 		for range 50 {
 			c, err := net.Dial("tcp", addr)
@@ -539,7 +540,7 @@ func TestProblemListener(t *testing.T) {
 				}
 			}
 		}
-		eventually(t, 5*time.Second, "50 streams open", func() bool { return gw.Open() == open+50 })
+		eventually(t, 5*time.Second, "50 streams open", func() bool { return gw.OpenStreams() == open+50 })
 		time.Sleep(100 * time.Millisecond) // let parking settle
 		return runtime.NumGoroutine() - before
 	}
