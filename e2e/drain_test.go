@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"net"
 	"net/http"
 	"net/url"
@@ -105,7 +106,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	}
 	p.signal(syscall.SIGTERM)
 
-	eventually(t, 5*time.Second, "/readyz answers 503 while draining", func() bool {
+	testutil.Eventually(t, 5*time.Second, "/readyz answers 503 while draining", func() bool {
 		st, code, _ := p.get("/readyz")
 		return st == http.StatusServiceUnavailable && code == "draining"
 	})

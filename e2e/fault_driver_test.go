@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluicehq/sluice/client"
 	"github.com/sluicehq/sluice/internal/faultcheck"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // The fault tests (protocol.md §9: each acknowledged event reaches every open
@@ -72,19 +73,7 @@ func (p *proc) restart() *proc {
 	if p.running() {
 		p.t.Fatalf("%s: restart while pid %d still runs", p.name, p.cmd.Process.Pid)
 	}
-	n := &proc{t: p.t, name: p.name, url: p.url, logs: &syncBuffer{}, done: make(chan struct{})}
-	n.cmd = exec.Command(p.cmd.Path)
-	n.cmd.Env = p.cmd.Env
-	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
-	if err := n.cmd.Start(); err != nil {
-		p.t.Fatalf("%s: restart: %v", p.name, err)
-	}
-	go func() { _ = n.cmd.Wait(); close(n.done) }()
-	p.t.Cleanup(n.cleanup)
-	if err := n.waitHealthy(15 * time.Second); err != nil {
-		p.t.Fatalf("%s: restart: %v\nlogs:\n%s", p.name, err, n.logs.String())
-	}
-	return n
+	return launch(p.t, p.name, p.cmd.Env, strings.TrimPrefix(p.url, "http://"))
 }
 
 // kill stops the process with SIGKILL and waits for it to exit.
@@ -516,7 +505,7 @@ func (r *faultRun) stopPublisher() {
 func (r *faultRun) waitAcked(n int, d time.Duration) {
 	r.t.Helper()
 	base := r.rec.Counts()[faultcheck.Acked]
-	eventually(r.t, d, fmt.Sprintf("%d more events acknowledged", n), func() bool {
+	testutil.Eventually(r.t, d, fmt.Sprintf("%d more events acknowledged", n), func() bool {
 		return r.rec.Counts()[faultcheck.Acked] >= base+n
 	})
 }

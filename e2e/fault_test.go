@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/faultcheck"
 	"github.com/sluicehq/sluice/internal/redistest"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // faultSubscribers is how many subscribers each fault scenario runs.
@@ -64,7 +65,7 @@ func TestFaultRedisRestartEmpty(t *testing.T) {
 	time.Sleep(3 * time.Second) // Redis is down
 	rs.Start()                  // a new data directory: empty
 	for _, p := range ps {
-		eventually(t, 30*time.Second, p.name+": /readyz answers 200 after Redis is back", func() bool {
+		testutil.Eventually(t, 30*time.Second, p.name+": /readyz answers 200 after Redis is back", func() bool {
 			st, _, _ := p.get("/readyz")
 			return st == http.StatusOK
 		})

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/syncbuf"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // tlsFiles writes a CA and a server certificate for 127.0.0.1 signed by it
@@ -152,7 +153,7 @@ func TestRedisTLS(t *testing.T) {
 	u := "rediss://127.0.0.1:" + strconv.Itoa(port) + "/0"
 
 	p := privateDeployment(t, u, map[string]string{"SSL_CERT_FILE": ca}).start("tls")
-	eventually(t, 10*time.Second, "/readyz answers 200 over TLS", func() bool {
+	testutil.Eventually(t, 10*time.Second, "/readyz answers 200 over TLS", func() bool {
 		st, _, _ := p.get("/readyz")
 		return st == http.StatusOK
 	})
@@ -171,8 +172,8 @@ func TestRedisTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := &syncbuf.Buffer{}
-	cmd := exec.Command(sluiceBinary(t))
-	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+other, "SLUICE_ADDR=127.0.0.1:"+strconv.Itoa(freePort(t)),
+	cmd := exec.Command(testutil.SluiceBinary(t))
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+other, "SLUICE_ADDR=127.0.0.1:0",
 		"SLUICE_JWT_SECRET="+jwtSecret, "SLUICE_PUBLISH_KEYS="+publishKey, "SLUICE_BROKER=redis", "SLUICE_REDIS_URL="+u)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -181,7 +182,7 @@ func TestRedisTLS(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	eventually(t, 15*time.Second, "the untrusting instance names the certificate error", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the untrusting instance names the certificate error", func() bool {
 		return strings.Contains(out.String(), "certificate")
 	})
 	t.Logf("without the CA: %s", strings.TrimSpace(out.String()))

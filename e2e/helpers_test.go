@@ -1,19 +1,15 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/sluicehq/sluice/internal/redistest"
 	"github.com/sluicehq/sluice/internal/syncbuf"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/valkey-io/valkey-go"
 )
 
@@ -31,40 +28,10 @@ const (
 	tenant     = "3f1c2a9e-8d4b-4c1e-9a7f-0b5e6d7c8a91"
 )
 
-// binDir holds the sluice binary, built once per run by sluiceBinary.
-var (
-	binDir   string
-	binOnce  sync.Once
-	binPath  string
-	binError error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	testutil.RemoveSluiceBinary()
 	os.Exit(code)
-}
-
-// sluiceBinary builds cmd/sluice once per test run and returns its path.
-func sluiceBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binError = os.MkdirTemp("", "sluice-e2e-")
-		if binError != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "sluice")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/sluicehq/sluice/cmd/sluice").CombinedOutput()
-		if err != nil {
-			binError = fmt.Errorf("go build ./cmd/sluice: %v\n%s", err, out)
-		}
-	})
-	if binError != nil {
-		t.Fatal(binError)
-	}
-	return binPath
 }
 
 // redisURL returns the shared Redis of the tests, or skips.
@@ -112,7 +79,7 @@ type proc struct {
 	url  string // http://127.0.0.1:<port>
 	cmd  *exec.Cmd
 	logs *syncBuffer
-	done chan struct{} // closed when the process has exited
+	done <-chan struct{} // closed when the process has exited
 }
 
 // syncBuffer collects a process's output, written and read concurrently.
@@ -129,64 +96,39 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// startSluice starts the sluice binary with env (plus the tests' secret,
-// publisher key and a free port) and waits until /healthz answers. The
-// process is killed, by its PID, at cleanup if it still runs.
+// startSluice starts the sluice binary with env (plus the tests' secret and
+// publisher key) on a port of its choosing and waits until /healthz
+// answers. The process is killed, by its PID, at cleanup if it still runs.
 func startSluice(t *testing.T, name string, env map[string]string) *proc {
 	t.Helper()
-	bin := sluiceBinary(t)
-	for attempt := 0; ; attempt++ {
-		port := freePort(t)
-		p := &proc{t: t, name: name, url: "http://127.0.0.1:" + strconv.Itoa(port), logs: &syncBuffer{}, done: make(chan struct{})}
-		vars := map[string]string{
-			"SLUICE_ADDR":         "127.0.0.1:" + strconv.Itoa(port),
-			"SLUICE_JWT_SECRET":   jwtSecret,
-			"SLUICE_PUBLISH_KEYS": publishKey,
-			"SLUICE_LOG_LEVEL":    "debug",
-		}
-		for k, v := range env {
-			vars[k] = v
-		}
-		p.cmd = exec.Command(bin)
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "SLUICE_") {
-				p.cmd.Env = append(p.cmd.Env, kv)
-			}
-		}
-		for k, v := range vars {
-			p.cmd.Env = append(p.cmd.Env, k+"="+v)
-		}
-		p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-		if err := p.cmd.Start(); err != nil {
-			t.Fatalf("%s: start: %v", name, err)
-		}
-		go func() { _ = p.cmd.Wait(); close(p.done) }()
-		t.Cleanup(p.cleanup)
-		err := p.waitHealthy(15 * time.Second)
-		if err == nil {
-			return p
-		}
-		if attempt < 3 && strings.Contains(p.logs.String(), "address already in use") {
-			continue // the port was taken in between; try another
-		}
-		t.Fatalf("%s: %v\nlogs:\n%s", name, err, p.logs.String())
+	vars := map[string]string{
+		"SLUICE_JWT_SECRET":   jwtSecret,
+		"SLUICE_PUBLISH_KEYS": publishKey,
+		"SLUICE_LOG_LEVEL":    "debug",
 	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	var environ []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SLUICE_") {
+			environ = append(environ, kv)
+		}
+	}
+	for k, v := range vars {
+		environ = append(environ, k+"="+v)
+	}
+	return launch(t, name, environ, "")
 }
 
-func (p *proc) waitHealthy(d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			return fmt.Errorf("exited during start (%v)", p.cmd.ProcessState)
-		default:
-		}
-		if st, _, _ := p.get("/healthz"); st == http.StatusOK {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("/healthz did not answer within %v", d)
+// launch starts the binary with environ on addr (a port of its choosing
+// when empty) and waits until /healthz answers.
+func launch(t *testing.T, name string, environ []string, addr string) *proc {
+	t.Helper()
+	s := testutil.StartSluice(t, testutil.SluiceConfig{Env: environ, Addr: addr, Timeout: 15 * time.Second})
+	p := &proc{t: t, name: name, url: s.URL, cmd: s.Cmd, logs: s.Output, done: s.Done}
+	t.Cleanup(p.cleanup)
+	return p
 }
 
 func (p *proc) cleanup() {
@@ -312,19 +254,7 @@ func newChannel(feature string) string {
 
 // block is one block of an event stream, as sent: fields and comments
 // until a blank line.
-type block struct {
-	ID, Event, Data, Retry string
-	HasID                  bool
-	Comments               []string
-}
-
-func (b block) keepAlive() bool {
-	return b.Event == "" && b.Data == "" && b.Retry == "" && !b.HasID && len(b.Comments) > 0
-}
-
-func (b block) String() string {
-	return fmt.Sprintf("{id:%q event:%q data:%q retry:%q comments:%q}", b.ID, b.Event, b.Data, b.Retry, b.Comments)
-}
+type block = testutil.Block
 
 // sseStream is an open GET /events response read block by block.
 type sseStream struct {
@@ -386,44 +316,16 @@ func (p *proc) open(name string, cursor string, channels ...string) *sseStream {
 func (s *sseStream) read(body io.ReadCloser) {
 	defer body.Close()
 	defer close(s.blocks)
-	br := bufio.NewReaderSize(body, 1<<16)
-	var b block
-	empty := true
-	var data []string
+	r := testutil.NewBlockReader(body)
 	for {
-		line, err := br.ReadString('\n')
+		b, err := r.Next()
 		if err != nil {
 			s.mu.Lock()
 			s.err = err
 			s.mu.Unlock()
 			return
 		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if line == "" {
-			if !empty {
-				b.Data = strings.Join(data, "\n")
-				s.blocks <- b
-			}
-			b, data, empty = block{}, nil, true
-			continue
-		}
-		empty = false
-		if c, ok := strings.CutPrefix(line, ":"); ok {
-			b.Comments = append(b.Comments, strings.TrimPrefix(c, " "))
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			b.ID, b.HasID = value, true
-		case "event":
-			b.Event = value
-		case "data":
-			data = append(data, value)
-		case "retry":
-			b.Retry = value
-		}
+		s.blocks <- b
 	}
 }
 
@@ -470,7 +372,7 @@ func (s *sseStream) nextEvent(d time.Duration) block {
 	deadline := time.Now().Add(d)
 	for {
 		b := s.next(time.Until(deadline))
-		if !b.keepAlive() {
+		if !b.KeepAlive() {
 			return b
 		}
 	}
@@ -543,21 +445,9 @@ func (s *sseStream) quiet(d time.Duration) {
 			}
 			return
 		}
-		if !b.keepAlive() {
+		if !b.KeepAlive() {
 			s.t.Fatalf("%s: unexpected %v", s.name, b)
 		}
-	}
-}
-
-// eventually polls cond every 20 ms until it holds, failing the test after d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // pgBase returns SLUICE_TEST_POSTGRES_URL or skips.
@@ -48,7 +49,7 @@ func outboxDB(t *testing.T, base string) string {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	cmd := exec.Command(sluiceBinary(t), "outbox", "init")
+	cmd := exec.Command(testutil.SluiceBinary(t), "outbox", "init")
 	cmd.Env = append(os.Environ(), "SLUICE_POSTGRES_URL="+u.String())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sluice outbox init: %v\n%s", err, out)
@@ -211,7 +212,7 @@ func collectOutbox(t *testing.T, s *sseStream, nchans int, want func() int, d, q
 			}
 			t.Fatalf("%s: %d events of %d within %v (ended: %v)", s.name, r.seen, want(), d, s.ended())
 		}
-		if b.keepAlive() || b.Event == "stream-open" {
+		if b.KeepAlive() || b.Event == "stream-open" {
 			continue
 		}
 		if b.Event != "doc.updated" {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"net/http"
 	"net/url"
 	"slices"
@@ -69,7 +70,7 @@ func TestResumeOnAnotherInstanceAfterKill(t *testing.T) {
 		if !ok {
 			break
 		}
-		if !bl.keepAlive() {
+		if !bl.KeepAlive() {
 			got = append(got, seqs(t, []block{bl})...)
 		}
 	}
@@ -185,7 +186,7 @@ func (s *sseStream) keepAlives(n int, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for i := 0; i < n; i++ {
 		b := s.next(time.Until(deadline))
-		if !b.keepAlive() {
+		if !b.KeepAlive() {
 			s.t.Fatalf("%s: %v while waiting for keep-alives", s.name, b)
 		}
 	}
@@ -219,11 +220,11 @@ func TestRedisRestart(t *testing.T) {
 
 	rs.Kill()
 	for _, p := range []*proc{a, b} {
-		eventually(t, 10*time.Second, p.name+": /readyz answers 503 broker_unavailable", func() bool {
+		testutil.Eventually(t, 10*time.Second, p.name+": /readyz answers 503 broker_unavailable", func() bool {
 			st, code, _ := p.get("/readyz")
 			return st == http.StatusServiceUnavailable && code == "broker_unavailable"
 		})
-		eventually(t, 10*time.Second, p.name+": POST /publish answers 503 broker_unavailable", func() bool {
+		testutil.Eventually(t, 10*time.Second, p.name+": POST /publish answers 503 broker_unavailable", func() bool {
 			st, code := p.publish(ch, "job.progress", map[string]int{"n": -1})
 			if st == http.StatusOK {
 				t.Fatalf("%s: a publish was acknowledged while Redis was down", p.name)
@@ -249,7 +250,7 @@ func TestRedisRestart(t *testing.T) {
 
 	rs.Start()
 	for _, p := range []*proc{a, b} {
-		eventually(t, 20*time.Second, p.name+": /readyz answers 200 after the restart", func() bool {
+		testutil.Eventually(t, 20*time.Second, p.name+": /readyz answers 200 after the restart", func() bool {
 			st, _, _ := p.get("/readyz")
 			return st == http.StatusOK
 		})
@@ -306,7 +307,7 @@ func TestRedisRestart(t *testing.T) {
 	// it again and ingests, once.
 	rc := redisClient(t, d.url)
 	ctx := context.Background()
-	eventually(t, 15*time.Second, "one instance subscribes to the ingest channel again", func() bool {
+	testutil.Eventually(t, 15*time.Second, "one instance subscribes to the ingest channel again", func() bool {
 		m, err := rc.Do(ctx, rc.B().PubsubNumsub().Channel(djch).Build()).AsIntMap()
 		return err == nil && m[djch] == 1
 	})
@@ -350,7 +351,7 @@ func TestDjangoIngest(t *testing.T) {
 	}
 
 	a := d.start("A")
-	eventually(t, 10*time.Second, "A subscribes to the ingest channel", func() bool { return subscribers() == 1 })
+	testutil.Eventually(t, 10*time.Second, "A subscribes to the ingest channel", func() bool { return subscribers() == 1 })
 	b := d.start("B")
 	lease, err := rc.Do(ctx, rc.B().Get().Key(d.prefix+"ingest-lease:"+djch).Build()).ToString()
 	if err != nil || lease == "" {
@@ -387,7 +388,7 @@ func TestDjangoIngest(t *testing.T) {
 	a.signal(syscall.SIGKILL)
 	a.wait(10 * time.Second)
 	start := time.Now()
-	eventually(t, 10*time.Second, "B subscribes to the ingest channel", func() bool { return subscribers() == 1 })
+	testutil.Eventually(t, 10*time.Second, "B subscribes to the ingest channel", func() bool { return subscribers() == 1 })
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("B took over after %v", took)
 	}
