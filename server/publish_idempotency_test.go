@@ -25,10 +25,9 @@ func (e *env) publishWithKey(key string, body any) (int, map[string]any) {
 	return doJSON(e.t, req)
 }
 
-// POST /publish with an Idempotency-Key: a repeat answers the first ids and
-// publishes nothing; a key reused for another batch is refused; a malformed
-// key is refused before anything is published. On both brokers.
-func TestPublishIdempotencyKey(t *testing.T) {
+// idempotencyBrokers are the configurations the Idempotency-Key tests run
+// on: the memory broker, and Redis when SLUICE_TEST_REDIS_URL is set.
+func idempotencyBrokers(t *testing.T) map[string]func(*server.Config) {
 	brokers := map[string]func(*server.Config){
 		"memory": nil,
 		"redis": func(c *server.Config) {
@@ -43,7 +42,14 @@ func TestPublishIdempotencyKey(t *testing.T) {
 		delete(brokers, "redis")
 		t.Log("SLUICE_TEST_REDIS_URL unset: the Redis variant is skipped")
 	}
-	for name, mutate := range brokers {
+	return brokers
+}
+
+// POST /publish with an Idempotency-Key: a repeat answers the first ids and
+// publishes nothing; a key reused for another batch is refused; a malformed
+// key is refused before anything is published. On both brokers.
+func TestPublishIdempotencyKey(t *testing.T) {
+	for name, mutate := range idempotencyBrokers(t) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, mutate)
 			ch := chanName("scan-progress", tenantA, "idem-"+redistest.Random())
@@ -77,6 +83,50 @@ func TestPublishIdempotencyKey(t *testing.T) {
 			}
 			e.mustPublish(ch, "scan.done", 5)
 			// The stream got the batch once, then scan.done: nothing else.
+			for _, want := range []string{"scan.progress 1", "scan.progress 2", "scan.done 5"} {
+				typ, data, _ := strings.Cut(want, " ")
+				if ev := s.expect(typ); ev.Data != data {
+					t.Fatalf("stream got %s %q, want %s", ev.Type, ev.Data, want)
+				}
+			}
+		})
+	}
+}
+
+// A key reused for another batch of the same length (one event's data
+// changed) is refused with 422 idempotency_conflict and publishes nothing;
+// the first batch repeated after it is answered the first ids and publishes
+// nothing new. On both brokers.
+func TestPublishIdempotencyKeyOtherBatch(t *testing.T) {
+	for name, mutate := range idempotencyBrokers(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, mutate)
+			ch := chanName("scan-progress", tenantA, "idem-"+redistest.Random())
+			s := open(t, e.eventsURL(url.Values{"channel": {ch}}), bearer(token(t, "u1", tenantA, time.Hour, nil)))
+			defer s.close()
+			s.expect("stream-open")
+
+			batch := func(a, b int) map[string]any {
+				return map[string]any{"events": []map[string]any{
+					{"channel": ch, "event": "scan.progress", "data": a},
+					{"channel": ch, "event": "scan.progress", "data": b},
+				}}
+			}
+			st, first := e.publishWithKey("batch-1", batch(1, 2))
+			if st != http.StatusOK {
+				t.Fatalf("first publish: %d %v", st, first)
+			}
+			st, conflict := e.publishWithKey("batch-1", batch(1, 20))
+			if st != http.StatusUnprocessableEntity || conflict["code"] != "idempotency_conflict" {
+				t.Fatalf("key reused for a batch of the same length with other data: %d %v, want 422 idempotency_conflict", st, conflict)
+			}
+			st, again := e.publishWithKey("batch-1", batch(1, 2))
+			if st != http.StatusOK || !equalJSON(again["ids"], first["ids"]) {
+				t.Fatalf("repeat of the first batch: %d %v, want 200 %v", st, again, first["ids"])
+			}
+			e.mustPublish(ch, "scan.done", 5)
+			// The stream got the first batch once, then scan.done: nothing
+			// of the refused batch, nothing of the repeat.
 			for _, want := range []string{"scan.progress 1", "scan.progress 2", "scan.done 5"} {
 				typ, data, _ := strings.Cut(want, " ")
 				if ev := s.expect(typ); ev.Data != data {

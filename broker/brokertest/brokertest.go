@@ -55,6 +55,7 @@ func Run(t *testing.T, newBroker NewBroker) {
 		{"HeadsAfterTrim", testHeadsAfterTrim},
 		{"Idempotent", testIdempotent},
 		{"IdempotentConcurrent", testIdempotentConcurrent},
+		{"IdempotentOtherBatch", testIdempotentOtherBatch},
 		{"SubscribeLive", testSubscribeLive},
 		{"SubscribeSeveralChannels", testSubscribeSeveral},
 		{"SubscriptionClose", testSubscriptionClose},

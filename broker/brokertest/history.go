@@ -110,6 +110,75 @@ func testIdempotent(t *testing.T, nb NewBroker) {
 	}
 }
 
+// testIdempotentOtherBatch: a key reused for another batch of the same
+// length is refused and publishes nothing, whatever differs: an event's data
+// or type, one channel's part of the batch, the order, or only where one
+// event's data ends and the next one's begins. The first batch repeated
+// still answers its positions.
+func testIdempotentOtherBatch(t *testing.T, nb NewBroker) {
+	b := nb(t, broker.Options{})
+	ch, ch2 := newChannel(t), newChannel(t)
+	var r Recorder
+	subscribe(t, b, &r, ch, ch2)
+	key := "other-" + tenant()
+	batch := []event.Message{msg(ch, 1), msg(ch2, 2), msg(ch, 3)}
+	first, err := b.PublishIdempotent(ctx(t), key, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	change := func(i int, f func(*event.Message)) []event.Message {
+		c := slices.Clone(batch)
+		f(&c[i])
+		return c
+	}
+	others := map[string][]event.Message{
+		"data":          change(0, func(m *event.Message) { m.Data = []byte(`{"i":10}`) }),
+		"type":          change(2, func(m *event.Message) { m.Type = "test.other" }),
+		"one channel's part": change(1, func(m *event.Message) { m.Data = []byte(`{"i":20}`) }),
+		"order":         {batch[2], batch[1], batch[0]},
+	}
+	for name, other := range others {
+		if ps, err := b.PublishIdempotent(ctx(t), key, other); !errors.Is(err, broker.ErrIdempotencyConflict) {
+			t.Fatalf("key reused for a batch with another %s: %v, %v; want ErrIdempotencyConflict", name, ps, err)
+		}
+	}
+	again, err := b.PublishIdempotent(ctx(t), key, batch)
+	if err != nil || !slices.Equal(again, first) {
+		t.Fatalf("repeat after conflicts = %v, %v; want %v", again, err, first)
+	}
+
+	// The same bytes of data, cut elsewhere: another batch.
+	key2 := "cut-" + tenant()
+	cut := func(a, b string) []event.Message {
+		return []event.Message{
+			{Channel: ch, Type: "test.event", Data: []byte(a)},
+			{Channel: ch, Type: "test.event", Data: []byte(b)},
+		}
+	}
+	if _, err := b.PublishIdempotent(ctx(t), key2, cut(`1`, `23`)); err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := b.PublishIdempotent(ctx(t), key2, cut(`12`, `3`)); !errors.Is(err, broker.ErrIdempotencyConflict) {
+		t.Fatalf("key reused with the data cut elsewhere: %v, %v; want ErrIdempotencyConflict", ps, err)
+	}
+
+	// Nothing of the refused batches was published or delivered.
+	if h := heads(t, b, ch, ch2); h[0].Offset != 4 || h[1].Offset != 1 {
+		t.Fatalf("heads = %v, want offsets 4 and 1", h)
+	}
+	publish(t, b, msg(ch, 99), msg(ch2, 99))
+	evs := r.Wait(t, ch, 5)
+	evs2 := r.Wait(t, ch2, 2)
+	var got []string
+	for _, ev := range append(evs, evs2...) {
+		got = append(got, string(ev.Data))
+	}
+	want := []string{`{"i":1}`, `{"i":3}`, `1`, `23`, `{"i":99}`, `{"i":2}`, `{"i":99}`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("delivered %q, want %q", got, want)
+	}
+}
+
 // testIdempotentConcurrent: concurrent Publishes with one key publish once.
 func testIdempotentConcurrent(t *testing.T, nb NewBroker) {
 	b := nb(t, broker.Options{})
