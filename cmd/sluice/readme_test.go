@@ -63,12 +63,12 @@ func TestREADMEWalkthrough(t *testing.T) {
 	dir := t.TempDir()
 	srv := start(t, env(t, dir), "--dev")
 	var prelude []string
-	for _, line := range strings.Split(srv.out.String(), "\n") {
+	for _, line := range strings.Split(srv.Output.String(), "\n") {
 		if strings.HasPrefix(line, "export ") {
 			prelude = append(prelude, line)
 		}
 	}
-	ex := exports(t, srv.out.String())
+	ex := exports(t, srv.Output.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sh := func(cmd string) *exec.Cmd {
@@ -145,7 +145,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		t.Fatalf("ticket: %s", out)
 	}
 	tok := strings.TrimSpace(output(cmds[6] + " 2>/dev/null"))
-	if code, _ := openStream(t, srv.url, ex["CHANNEL"], "Bearer "+tok); code != 200 {
+	if code, _ := openStream(t, srv.URL, ex["CHANNEL"], "Bearer "+tok); code != 200 {
 		t.Fatalf("the token command's token: %d", code)
 	}
 	if claims := payload(t, tok); claims["sub"] != "u2" || claims["role"] != "admin" || claims["exp"].(float64)-claims["iat"].(float64) != 300 {
