@@ -75,7 +75,7 @@ func ExampleGateway_Stream() {
 
 	// …and the backend publishes in-process.
 	ch := channel.MustMake("scan-progress", tenant, "42")
-	if _, err := gw.Publish(ctx, ch, "scan.progress", map[string]int{"pct": 40}); err != nil {
+	if _, err := gw.Publish(ctx, sluice.Event{Channel: ch.String(), Type: "scan.progress", Data: map[string]int{"pct": 40}}); err != nil {
 		panic(err)
 	}
 	fmt.Println(next())

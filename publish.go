@@ -18,32 +18,27 @@ import (
 // MaxBatch is the largest batch POST /publish accepts (protocol.md §7).
 const MaxBatch = 1000
 
-// Event is one event to publish: the JSON shape of POST /publish and the
-// argument of Gateway.PublishBatch.
+// Event is one event to publish with Publish, PublishBatch or
+// PublishIdempotent: what one event of POST /publish carries (protocol.md §7).
 type Event struct {
+	Channel string // the channel's name (protocol.md §1), e.g. a channel.Name's String
+	Type    string // the event's type, resource.verb, e.g. "scan.progress"
+	Data    any    // the payload: JSON in a json.RawMessage or []byte is used as is; any other value is marshalled
+}
+
+// wireEvent is one event as the body of POST /publish carries it.
+type wireEvent struct {
 	Channel string          `json:"channel"`
-	Event   string          `json:"event"`
+	Type    string          `json:"event"`
 	Data    json.RawMessage `json:"data"`
 }
 
 // Publish publishes one event in-process, exactly as POST /publish would:
-// data is marshalled to JSON (a json.RawMessage or []byte holding JSON is
-// used as is) and validated; the returned position is the event's place in
-// its channel. Errors are *problem.Problem for invalid input.
-func (g *Gateway) Publish(ctx context.Context, ch channel.Name, typ string, data any) (event.Position, error) {
-	var raw []byte
-	switch d := data.(type) {
-	case json.RawMessage:
-		raw = d
-	case []byte:
-		raw = d
-	default:
-		var err error
-		if raw, err = json.Marshal(data); err != nil {
-			return event.Position{}, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, "data: "+err.Error())
-		}
-	}
-	pos, err := g.PublishBatch(ctx, []Event{{Channel: ch.String(), Event: typ, Data: raw}})
+// ev is validated, its data marshalled; the returned position is the
+// event's place in its channel. Errors are *problem.Problem for invalid
+// input.
+func (g *Gateway) Publish(ctx context.Context, ev Event) (event.Position, error) {
+	pos, err := g.PublishBatch(ctx, []Event{ev})
 	if err != nil {
 		return event.Position{}, err
 	}
@@ -55,7 +50,38 @@ func (g *Gateway) Publish(ctx context.Context, ch channel.Name, typ string, data
 // On a Redis Cluster a batch across hash slots is applied per channel: an
 // error that is a *broker.PartialError says which events were published.
 func (g *Gateway) PublishBatch(ctx context.Context, evs []Event) ([]event.Position, error) {
-	return g.publish(ctx, "", evs)
+	w, err := toWire(evs)
+	if err != nil {
+		g.metrics.PublishRefused(problemCode(err))
+		return nil, err
+	}
+	return g.publish(ctx, "", w)
+}
+
+// toWire marshals each event's data (JSON given as json.RawMessage or
+// []byte is used as is).
+func toWire(evs []Event) ([]wireEvent, error) {
+	w := make([]wireEvent, len(evs))
+	for i, e := range evs {
+		w[i] = wireEvent{Channel: e.Channel, Type: e.Type}
+		switch d := e.Data.(type) {
+		case json.RawMessage:
+			w[i].Data = d
+		case []byte:
+			w[i].Data = d
+		default:
+			raw, err := json.Marshal(d)
+			if err != nil {
+				at := ""
+				if len(evs) > 1 {
+					at = "events[" + strconv.Itoa(i) + "]: "
+				}
+				return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+"data: "+err.Error())
+			}
+			w[i].Data = raw
+		}
+	}
+	return w, nil
 }
 
 // PublishIdempotent is PublishBatch under an idempotency key (the
@@ -64,6 +90,16 @@ func (g *Gateway) PublishBatch(ctx context.Context, evs []Event) ([]event.Positi
 // nothing and returns the first call's positions. A key names one batch:
 // reused for a batch of another length it is refused (422).
 func (g *Gateway) PublishIdempotent(ctx context.Context, key string, evs []Event) ([]event.Position, error) {
+	w, err := toWire(evs)
+	if err != nil {
+		g.metrics.PublishRefused(problemCode(err))
+		return nil, err
+	}
+	return g.publishIdempotent(ctx, key, w)
+}
+
+// publishIdempotent is PublishIdempotent of events already in wire form.
+func (g *Gateway) publishIdempotent(ctx context.Context, key string, evs []wireEvent) ([]event.Position, error) {
 	if err := validIdempotencyKey(key); err != nil {
 		g.metrics.PublishRefused(problemCode(err))
 		return nil, err
@@ -90,7 +126,7 @@ func validIdempotencyKey(k string) error {
 	return nil
 }
 
-func (g *Gateway) publish(ctx context.Context, key string, evs []Event) ([]event.Position, error) {
+func (g *Gateway) publish(ctx context.Context, key string, evs []wireEvent) ([]event.Position, error) {
 	msgs, err := g.validate(evs)
 	if err != nil {
 		g.metrics.PublishRefused(problemCode(err))
@@ -129,7 +165,7 @@ func problemCode(err error) string {
 	return problem.CodeInternal
 }
 
-func (g *Gateway) validate(evs []Event) ([]event.Message, error) {
+func (g *Gateway) validate(evs []wireEvent) ([]event.Message, error) {
 	switch {
 	case len(evs) == 0:
 		return nil, problem.New(http.StatusBadRequest, problem.CodeEmptyBatch, "a batch holds 1 to 1000 events")
@@ -146,8 +182,8 @@ func (g *Gateway) validate(evs []Event) ([]event.Message, error) {
 		if err != nil {
 			return nil, problem.New(http.StatusBadRequest, problem.CodeMalformedChan, at+err.Error())
 		}
-		if err := event.ValidType(e.Event); err != nil {
-			return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+eventTypeHint(e.Event, err))
+		if err := event.ValidType(e.Type); err != nil {
+			return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+eventTypeHint(e.Type, err))
 		}
 		if len(e.Data) == 0 {
 			return nil, problem.New(http.StatusBadRequest, problem.CodeInvalidEvent, at+"data is required (any JSON value, null included)")
@@ -161,15 +197,15 @@ func (g *Gateway) validate(evs []Event) ([]event.Message, error) {
 			return nil, problem.New(http.StatusRequestEntityTooLarge, problem.CodeEventTooLarge,
 				at+"data is "+strconv.Itoa(buf.Len())+" bytes compact; the limit is "+strconv.Itoa(g.opts.MaxEventBytes))
 		}
-		msgs[i] = event.Message{Channel: ch, Type: e.Event, Data: buf.Bytes()}
+		msgs[i] = event.Message{Channel: ch, Type: e.Type, Data: buf.Bytes()}
 	}
 	return msgs, nil
 }
 
 // publishRequest is the body of POST /publish: one event, or a batch.
 type publishRequest struct {
-	Event
-	Events *[]Event `json:"events"`
+	wireEvent
+	Events *[]wireEvent `json:"events"`
 }
 
 func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
@@ -184,28 +220,28 @@ func (g *Gateway) servePublish(w http.ResponseWriter, r *http.Request) {
 		problem.WriteError(w, err)
 		return
 	}
-	var evs []Event
+	var evs []wireEvent
 	switch {
-	case req.Events != nil && (req.Channel != "" || req.Event.Event != "" || req.Data != nil):
+	case req.Events != nil && (req.Channel != "" || req.Type != "" || req.Data != nil):
 		err := problem.New(http.StatusBadRequest, problem.CodeBadRequest, "send either one event or {\"events\": […]}, not both")
 		g.metrics.PublishRefused(err.Code)
 		problem.Write(w, err)
 		return
 	case req.Events != nil:
 		evs = *req.Events
-	case req.Channel == "" && req.Event.Event == "" && req.Data == nil:
+	case req.Channel == "" && req.Type == "" && req.Data == nil:
 		// {"events": null} decodes to a nil pointer: an empty batch, not a
 		// single event.
 		evs = nil
 	default:
-		evs = []Event{req.Event}
+		evs = []wireEvent{req.wireEvent}
 	}
 	var pos []event.Position
 	var err error
 	if key, ok := r.Header["Idempotency-Key"]; ok {
-		pos, err = g.PublishIdempotent(r.Context(), strings.Join(key, ","), evs)
+		pos, err = g.publishIdempotent(r.Context(), strings.Join(key, ","), evs)
 	} else {
-		pos, err = g.PublishBatch(r.Context(), evs)
+		pos, err = g.publish(r.Context(), "", evs)
 	}
 	var partial *broker.PartialError
 	if errors.As(err, &partial) {

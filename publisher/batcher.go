@@ -106,7 +106,7 @@ func (b *Batcher) Add(ctx context.Context, channelName, eventType string, data a
 			return &Error{Status: http.StatusBadRequest, Code: CodeInvalidEvent, Title: "Bad Request", Detail: "data: " + err.Error()}
 		}
 	}
-	q := queued{ev: Event{Channel: channelName, Event: eventType, Data: raw}, size: len(channelName) + len(eventType) + len(raw) + 40}
+	q := queued{ev: Event{Channel: channelName, Type: eventType, Data: raw}, size: len(channelName) + len(eventType) + len(raw) + 40}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {

@@ -48,8 +48,8 @@ func ExampleClient_PublishBatch() {
 	pub := publisher.New(base, "example-publisher-key")
 	ch := "scan-progress:3f1c2a9e-8d4b-4c1e-9a7f-0b5e6d7c8a91:42"
 	ids, err := pub.PublishBatch(context.Background(), []publisher.Event{
-		{Channel: ch, Event: "scan.progress", Data: map[string]int{"percent": 100}},
-		{Channel: ch, Event: "scan.completed", Data: map[string]string{"result": "clean"}},
+		{Channel: ch, Type: "scan.progress", Data: map[string]int{"percent": 100}},
+		{Channel: ch, Type: "scan.completed", Data: map[string]string{"result": "clean"}},
 	})
 	fmt.Println(len(ids), err)
 	// Output: 2 <nil>

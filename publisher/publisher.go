@@ -40,7 +40,7 @@ const MaxBatch = 1000
 // Event is one event to publish: the JSON shape of POST /publish.
 type Event struct {
 	Channel string `json:"channel"` // "<prefix>:<tenant_id>:<resource_id>"
-	Event   string `json:"event"`   // "resource.verb", e.g. "scan.progress"
+	Type    string `json:"event"`   // "resource.verb", e.g. "scan.progress"
 	// Data is any value encoding/json can marshal (nil is JSON null); a
 	// json.RawMessage is sent as is.
 	Data any `json:"data"`
@@ -135,7 +135,7 @@ func New(baseURL, key string, opts ...Option) *Client {
 // Publish publishes one event and returns its position in its channel
 // (opaque; not a stream cursor).
 func (c *Client) Publish(ctx context.Context, channel, event string, data any) (string, error) {
-	ids, err := c.send(ctx, Event{Channel: channel, Event: event, Data: data})
+	ids, err := c.send(ctx, Event{Channel: channel, Type: event, Data: data})
 	if err != nil {
 		return "", err
 	}

@@ -172,9 +172,9 @@ func TestPublishAndBatch(t *testing.T) {
 		t.Fatalf("Publish: %q %v", id, err)
 	}
 	ids, err := pub.PublishBatch(ctx, []publisher.Event{
-		{Channel: chanA, Event: "scan.progress", Data: map[string]int{"percent": 50}},
-		{Channel: chanB, Event: "scan.started", Data: json.RawMessage(`{ "by" : "u1" }`)},
-		{Channel: chanA, Event: "scan.completed", Data: json.RawMessage(`null`)},
+		{Channel: chanA, Type: "scan.progress", Data: map[string]int{"percent": 50}},
+		{Channel: chanB, Type: "scan.started", Data: json.RawMessage(`{ "by" : "u1" }`)},
+		{Channel: chanA, Type: "scan.completed", Data: json.RawMessage(`null`)},
 	})
 	if err != nil || len(ids) != 3 {
 		t.Fatalf("PublishBatch: %v %v", ids, err)
@@ -211,7 +211,7 @@ func TestErrorsAreTyped(t *testing.T) {
 		{"batch too large", func() error {
 			evs := make([]publisher.Event, publisher.MaxBatch+1)
 			for i := range evs {
-				evs[i] = publisher.Event{Channel: chanA, Event: "scan.progress", Data: i}
+				evs[i] = publisher.Event{Channel: chanA, Type: "scan.progress", Data: i}
 			}
 			_, err := pub.PublishBatch(ctx, evs)
 			return err
@@ -315,7 +315,7 @@ func TestRetries(t *testing.T) {
 			t.Fatalf("%d requests, want 1 + 2 retries", n)
 		}
 		e.setFault(nil)
-		_, err = e.client(publisher.WithRetries(0)).PublishBatch(ctx, []publisher.Event{{Channel: chanA, Event: "scan.progress", Data: 1}})
+		_, err = e.client(publisher.WithRetries(0)).PublishBatch(ctx, []publisher.Event{{Channel: chanA, Type: "scan.progress", Data: 1}})
 		if err != nil {
 			t.Fatal(err)
 		}

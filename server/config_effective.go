@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 )
@@ -94,3 +95,30 @@ func redactSecrets(s string) string {
 	})
 	return secretParam.ReplaceAllString(s, "${1}xxxxx")
 }
+
+// LogValue logs the configuration with its secrets redacted as
+// EffectiveSettings redacts them: the signing secret and publisher keys by
+// their size, passwords and tokens in URLs as "xxxxx".
+func (c Config) LogValue() slog.Value {
+	r := func(env, v string) string { return redactSetting(env, v) }
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("broker", c.Broker),
+		slog.String("redis_url", r("SLUICE_REDIS_URL", c.RedisURL)),
+		slog.String("redis_prefix", c.RedisPrefix),
+		slog.String("membership", r("SLUICE_MEMBERSHIP", c.Membership)),
+		slog.String("postgres_url", r("SLUICE_POSTGRES_URL", c.PostgresURL)),
+		slog.String("outbox", c.Outbox),
+		slog.String("jwt_secret", r("SLUICE_JWT_SECRET", c.JWTSecret)),
+		slog.String("jwt_public_key", c.JWTPublicKey),
+		slog.String("jwks_url", r("SLUICE_JWKS_URL", c.JWKSURL)),
+		slog.String("api_keys_file", c.APIKeysFile),
+		slog.String("publish_keys", r("SLUICE_PUBLISH_KEYS", strings.Join(c.PublishKeys, ","))),
+		slog.String("routes_file", c.RoutesFile),
+		slog.Bool("dev", c.Dev),
+	)
+}
+
+// String is the configuration as LogValue shows it, secrets redacted, so
+// that printing a Config with fmt never shows them either.
+func (c Config) String() string { return c.LogValue().String() }

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -89,4 +91,25 @@ func FuzzRedactSecrets(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConfigLogValueRedacts: logging or printing a Config never shows its
+// secrets.
+func TestConfigLogValueRedacts(t *testing.T) {
+	c := DefaultConfig()
+	c.JWTSecret = "jwt-secret-0123456789abcdef0123456789"
+	c.PublishKeys = []string{"publisher-key-0123456789abcdef"}
+	c.RedisURL = "redis://default:redis-password-0123456789abcdef@h:6379/0"
+	c.PostgresURL = "postgres://app:pg-password-0123456789abcdef@db/app"
+	c.JWKSURL = "https://idp/jwks?token=jwks-token-0123456789abcdef"
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("config", "cfg", c)
+	for _, out := range []string{b.String(), fmt.Sprint(c), fmt.Sprintf("%v %+v", c, &c)} {
+		if strings.Contains(out, "0123456789abcdef") {
+			t.Errorf("a secret shows: %s", out)
+		}
+		if !strings.Contains(out, "redacted") || !strings.Contains(out, "xxxxx") {
+			t.Errorf("the secrets are not marked redacted: %s", out)
+		}
+	}
 }

@@ -282,7 +282,7 @@ func TestLibraryStream(t *testing.T) {
 	u := e.srv.URL + "/api/v1/scans/42/events"
 	s := open(t, u, bearer(token(t, "u1", tenantA, time.Hour, nil)))
 	s.expect("stream-open")
-	if _, err := gw.Publish(context.Background(), channel.MustMake("scan-progress", tenantA, "42"), "scan.progress", map[string]int{"pct": 50}); err != nil {
+	if _, err := gw.Publish(context.Background(), sluice.Event{Channel: channel.MustMake("scan-progress", tenantA, "42").String(), Type: "scan.progress", Data: map[string]int{"pct": 50}}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := s.expect("scan.progress"); ev.Data != `{"pct":50}` {
@@ -320,7 +320,7 @@ func TestLibraryStream(t *testing.T) {
 		t.Fatal("a conflicting route was accepted")
 	}
 	// The in-process publish validates like POST /publish.
-	if _, err := gw.Publish(context.Background(), channel.MustMake("scan-progress", tenantA, "42"), "stream-open", 1); err == nil {
+	if _, err := gw.Publish(context.Background(), sluice.Event{Channel: channel.MustMake("scan-progress", tenantA, "42").String(), Type: "stream-open", Data: 1}); err == nil {
 		t.Fatal("reserved name accepted in-process")
 	}
 }

@@ -338,7 +338,7 @@ func (s *Server) startIngest(cfg Config) {
 			Channel:  cfg.DjangoIngest,
 			Logger:   s.log,
 			Publish: func(ctx context.Context, ch, typ string, data json.RawMessage) error {
-				_, err := s.PublishBatch(ctx, []sluice.Event{{Channel: ch, Event: typ, Data: data}})
+				_, err := s.PublishBatch(ctx, []sluice.Event{{Channel: ch, Type: typ, Data: data}})
 				return err
 			},
 		})
@@ -367,7 +367,7 @@ func (s *Server) startOutbox(cfg Config) {
 			Publish: func(ctx context.Context, key string, rows []outbox.Row) error {
 				evs := make([]sluice.Event, len(rows))
 				for i, r := range rows {
-					evs[i] = sluice.Event{Channel: r.Channel, Event: r.Event, Data: r.Data}
+					evs[i] = sluice.Event{Channel: r.Channel, Type: r.Event, Data: r.Data}
 				}
 				_, err := s.PublishIdempotent(ctx, key, evs)
 				if p, ok := problem.As(err); ok && p.Status >= 400 && p.Status < 500 {

@@ -134,7 +134,7 @@ func addNote(gw *sluice.Gateway) http.Handler {
 		// The position is the event's place in its channel (not a stream
 		// cursor: clients resume from the ids of the events they received).
 		var pos event.Position
-		pos, err = gw.Publish(r.Context(), ch, "board.note_added", map[string]string{"text": note.Text, "by": p.User})
+		pos, err = gw.Publish(r.Context(), sluice.Event{Channel: ch.String(), Type: "board.note_added", Data: map[string]string{"text": note.Text, "by": p.User}})
 		if err != nil {
 			problem.WriteError(w, err)
 			return

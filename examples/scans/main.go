@@ -288,7 +288,7 @@ func (a *app) runScan(sc Scan) {
 }
 
 func (a *app) publish(ch channel.Name, typ string, data any) {
-	if _, err := a.gw.Publish(a.ctx, ch, typ, data); err != nil && !errors.Is(err, context.Canceled) {
+	if _, err := a.gw.Publish(a.ctx, sluice.Event{Channel: ch.String(), Type: typ, Data: data}); err != nil && !errors.Is(err, context.Canceled) {
 		log.Printf("publish %s: %v", typ, err)
 	}
 }

@@ -73,7 +73,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) publish(ctx context.Context, ch, typ string, data json.RawMessage) error {
-	if _, err := f.gw.PublishBatch(ctx, []sluice.Event{{Channel: ch, Event: typ, Data: data}}); err != nil {
+	if _, err := f.gw.PublishBatch(ctx, []sluice.Event{{Channel: ch, Type: typ, Data: data}}); err != nil {
 		return err
 	}
 	var buf bytes.Buffer
