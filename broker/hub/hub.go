@@ -1,6 +1,11 @@
 // Package hub is the local subscriber registry shared by every broker: a
 // sharded map from channel to subscribers, and a fan-out that hands one
 // shared *event.Event to each of them.
+//
+// It is public for the authors of other brokers: a broker.Broker
+// implementation keeps its process's subscribers in a Hub (Subscribe adds
+// them, the broker's receiving side calls Deliver), as broker/memory and
+// broker/redis do; docs/architecture.md shows how a broker is added.
 package hub
 
 import (
