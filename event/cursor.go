@@ -70,12 +70,20 @@ type keyring struct {
 // macKey is one key with a pool of its HMAC states.
 type macKey struct {
 	key  []byte
-	macs sync.Pool // of hash.Hash
+	macs sync.Pool // of *macState
+}
+
+// macState is an HMAC state with room for its input and output, so that
+// neither goes to the heap through the hash.Hash interface.
+type macState struct {
+	h   hash.Hash
+	in  [segMaxRaw]byte
+	sum [sha256.Size]byte
 }
 
 func newMACKey(key []byte) *macKey {
 	k := &macKey{key: append([]byte(nil), key...)}
-	k.macs.New = func() any { return hmac.New(sha256.New, k.key) }
+	k.macs.New = func() any { return &macState{h: hmac.New(sha256.New, k.key)} }
 	return k
 }
 
@@ -110,8 +118,11 @@ func (c *Codec) Adopt(key []byte) bool {
 // Segment encodes the position of one channel.
 func (c *Codec) Segment(ch channel.Name, p Position) string {
 	var raw [segMaxRaw]byte
+	var enc [(segMaxRaw*8 + 5) / 6]byte // base64.RawURLEncoding.EncodedLen(segMaxRaw)
 	n := c.putSegment(raw[:], ch, p)
-	return base64.RawURLEncoding.EncodeToString(raw[:n])
+	m := base64.RawURLEncoding.EncodedLen(n)
+	base64.RawURLEncoding.Encode(enc[:m], raw[:n])
+	return string(enc[:m])
 }
 
 func (c *Codec) putSegment(raw []byte, ch channel.Name, p Position) int {
@@ -139,15 +150,14 @@ func (c *Codec) check(body, mac []byte) bool {
 	return false
 }
 
-// mac appends the truncated MAC of body to dst.
+// mac appends the truncated MAC of body (at most segMaxRaw bytes) to dst.
 func (k *macKey) mac(dst []byte, body []byte) []byte {
-	h := k.macs.Get().(hash.Hash)
-	h.Reset()
-	h.Write(body)
-	var sum [sha256.Size]byte
-	out := h.Sum(sum[:0])
-	k.macs.Put(h)
-	return append(dst, out[:macLen]...)
+	st := k.macs.Get().(*macState)
+	st.h.Reset()
+	st.h.Write(st.in[:copy(st.in[:], body)])
+	dst = append(dst, st.h.Sum(st.sum[:0])[:macLen]...)
+	k.macs.Put(st)
+	return dst
 }
 
 // Encode returns the cursor naming position pos[i] for channel chs[i].
@@ -205,6 +215,11 @@ func (c *Codec) Decode(cursor string, chs []channel.Name) (pos []Position, named
 }
 
 func nameHash(s string) uint64 {
-	sum := sha256.Sum256([]byte(s))
+	var buf [channel.MaxLen]byte // a channel name is copied here, not to the heap
+	b := buf[:0]
+	if len(s) > len(buf) {
+		b = make([]byte, 0, len(s))
+	}
+	sum := sha256.Sum256(append(b, s...))
 	return binary.BigEndian.Uint64(sum[:8])
 }

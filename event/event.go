@@ -75,11 +75,14 @@ func NewLost(ch channel.Name, at Position) *Event {
 // computed once per event; callers must not modify them.
 func (e *Event) Frame(c *Codec) (frame []byte, seg string, body []byte) {
 	e.once.Do(func() {
+		// One buffer holds the frame; the body is its tail. It is sized
+		// for data of one line (compact JSON), and grows for more.
 		e.seg = c.Segment(e.Channel, e.Pos)
-		e.body = AppendBlock(nil, "", e.Type, e.Data)
-		e.frame = make([]byte, 0, len("id: \n")+len(e.seg)+len(e.body))
-		e.frame = append(append(append(e.frame, "id: "...), e.seg...), '\n')
-		e.frame = append(e.frame, e.body...)
+		id := len("id: \n") + len(e.seg)
+		f := make([]byte, 0, id+len("event: \n")+len(e.Type)+len("data: \n\n")+len(e.Data))
+		f = append(append(append(f, "id: "...), e.seg...), '\n')
+		e.frame = AppendBlock(f, "", e.Type, e.Data)
+		e.body = e.frame[id:len(e.frame):len(e.frame)]
 	})
 	return e.frame, e.seg, e.body
 }
