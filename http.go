@@ -17,7 +17,6 @@ import (
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/channel"
-	"github.com/sluicehq/sluice/limits"
 	"github.com/sluicehq/sluice/problem"
 	"github.com/sluicehq/sluice/stream"
 )
@@ -322,10 +321,7 @@ func (g *Gateway) serveTicket(w http.ResponseWriter, r *http.Request) {
 	}
 	t, ttl, err := g.auth.IssueTicket(r.Context(), p)
 	if err != nil {
-		if d, ok := limits.RetryAfter(err); ok {
-			w.Header().Set("Retry-After", limits.RetryAfterSeconds(d))
-		}
-		g.writeFault(w, err)
+		g.writeFault(w, err) // a refusal's wait goes out as Retry-After
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {

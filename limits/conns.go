@@ -265,7 +265,7 @@ func refuse(c net.Conn, status int) {
 	head := "HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
 		"Content-Type: application/problem+json\r\n" +
 		"Cache-Control: no-store\r\n" +
-		"Retry-After: " + RetryAfterSeconds(refusalWait) + "\r\n" +
+		"Retry-After: " + problem.RetryAfterSeconds(refusalWait) + "\r\n" +
 		"Connection: close\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
 	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))

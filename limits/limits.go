@@ -14,7 +14,6 @@
 package limits
 
 import (
-	"errors"
 	"hash/maphash"
 	"math"
 	"net"
@@ -103,9 +102,8 @@ func New(cfg Config) *Limiter {
 
 // Refusal is the error Admit returns: a 429 problem, and how long the client
 // should wait before trying again when that is known (zero otherwise).
-// problem.As finds the problem in it; the HTTP edge can read RetryAfter
-// through errors.As with an interface{ RetryAfter() time.Duration } to send
-// a Retry-After header.
+// problem.As finds the problem in it, and problem.WriteError sends its wait
+// as a Retry-After header (problem.RetryAfter).
 type Refusal struct {
 	*problem.Problem
 	After time.Duration
@@ -117,22 +115,6 @@ func (r *Refusal) Unwrap() error { return r.Problem }
 // RetryAfter returns how long to wait before retrying; zero when unknown.
 func (r *Refusal) RetryAfter() time.Duration { return r.After }
 
-// RetryAfter returns the wait a refusal in err's chain suggests, and whether
-// there is one.
-func RetryAfter(err error) (time.Duration, bool) {
-	var ra interface{ RetryAfter() time.Duration }
-	if errors.As(err, &ra) && ra.RetryAfter() > 0 {
-		return ra.RetryAfter(), true
-	}
-	return 0, false
-}
-
-// RetryAfterSeconds formats d as the value of a Retry-After header: whole
-// seconds, rounded up, at least 1.
-func RetryAfterSeconds(d time.Duration) string {
-	return strconv.FormatInt(max(int64(math.Ceil(d.Seconds())), 1), 10)
-}
-
 // Admit implements stream.Admitter. It takes one token of the client
 // address's bucket, then one slot of the user's and one of the tenant's
 // streams, and returns a release that gives the slots back; release may be
@@ -143,7 +125,7 @@ func (l *Limiter) Admit(r *http.Request, p auth.Principal) (release func(), err 
 		if wait, ok := l.rate.take(l.seed, l.cfg.ClientAddr(r), l.now()); !ok {
 			return nil, &Refusal{
 				Problem: problem.New(http.StatusTooManyRequests, problem.CodeRateLimited,
-					"too many new streams from this address; retry in "+RetryAfterSeconds(wait)+" s"),
+					"too many new streams from this address; retry in "+problem.RetryAfterSeconds(wait)+" s"),
 				After: wait,
 			}
 		}

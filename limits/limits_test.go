@@ -180,7 +180,7 @@ func TestConnRate(t *testing.T) {
 	if got := r.RetryAfter(); got != 500*time.Millisecond {
 		t.Fatalf("RetryAfter %v, want 500ms (one token at 2/s)", got)
 	}
-	if d, ok := RetryAfter(fmt.Errorf("wrapped: %w", err)); !ok || d != 500*time.Millisecond {
+	if d, ok := problem.RetryAfter(fmt.Errorf("wrapped: %w", err)); !ok || d != 500*time.Millisecond {
 		t.Fatalf("RetryAfter(wrapped) = %v, %v", d, ok)
 	}
 	if !strings.Contains(r.Detail, "retry in 1 s") {
@@ -437,22 +437,6 @@ func TestNoLimitsAdmitsEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 		rel()
-	}
-}
-
-func TestRetryAfterSeconds(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		time.Millisecond:        "1",
-		time.Second:             "1",
-		1001 * time.Millisecond: "2",
-		90 * time.Second:        "90",
-	} {
-		if got := RetryAfterSeconds(d); got != want {
-			t.Errorf("RetryAfterSeconds(%v) = %s, want %s", d, got, want)
-		}
-	}
-	if _, ok := RetryAfter(errors.New("x")); ok {
-		t.Fatal("RetryAfter of a plain error")
 	}
 }
 

@@ -6,8 +6,10 @@ package problem
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Machine codes carried in the "code" member. Clients branch on these, so they
@@ -117,10 +119,33 @@ func Write(w http.ResponseWriter, p *Problem) {
 
 // WriteError renders err: a *Problem in its chain as is, anything else as a
 // 500 whose detail reveals nothing of err.
+//
+// When err's chain suggests a wait (RetryAfter), it is sent as a
+// Retry-After header.
 func WriteError(w http.ResponseWriter, err error) {
+	if d, ok := RetryAfter(err); ok {
+		w.Header().Set("Retry-After", RetryAfterSeconds(d))
+	}
 	if p, ok := As(err); ok {
 		Write(w, p)
 		return
 	}
 	Write(w, New(http.StatusInternalServerError, CodeInternal, "internal error"))
+}
+
+// RetryAfter returns the wait that an error in err's chain suggests before
+// trying again (a RetryAfter() time.Duration method, as limits.Refusal and
+// auth.TicketRefusal have), and whether there is one.
+func RetryAfter(err error) (time.Duration, bool) {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+		return ra.RetryAfter(), true
+	}
+	return 0, false
+}
+
+// RetryAfterSeconds formats d as the value of a Retry-After header: whole
+// seconds, rounded up, at least 1.
+func RetryAfterSeconds(d time.Duration) string {
+	return strconv.FormatInt(max(int64(math.Ceil(d.Seconds())), 1), 10)
 }

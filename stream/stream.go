@@ -32,7 +32,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"math"
 	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
@@ -235,9 +234,8 @@ func (s *Server) refuse(w http.ResponseWriter, err error) {
 			p = problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error")
 		}
 	}
-	var ra interface{ RetryAfter() time.Duration }
-	if errors.As(err, &ra) && ra.RetryAfter() > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(ra.RetryAfter().Seconds())), 10))
+	if d, ok := problem.RetryAfter(err); ok {
+		w.Header().Set("Retry-After", problem.RetryAfterSeconds(d))
 	}
 	s.cfg.Metrics.StreamRefused(p.Code)
 	problem.Write(w, p)
