@@ -222,7 +222,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	g.codec = event.NewCodec(key)
 	// A Redis broker may adopt another instance's cursor key after Redis
 	// lost its data: cursors are then written under it too.
-	if kc, ok := g.broker.(interface{ OnCursorKey(func([]byte)) }); ok {
+	if kc, ok := g.broker.(broker.CursorKeyAdopter); ok {
 		kc.OnCursorKey(func(k []byte) { g.codec.Adopt(k) })
 	}
 

@@ -184,6 +184,15 @@ type Broker interface {
 	Close() error
 }
 
+// CursorKeyAdopter is implemented by a broker whose cursor key can change
+// while it runs: the Redis broker adopts the key another instance stored
+// after Redis lost its data. The gateway calls OnCursorKey once, before
+// serving, with a function it must call with each new key; cursors are then
+// written under the new key and still read under the earlier ones.
+type CursorKeyAdopter interface {
+	OnCursorKey(f func(key []byte))
+}
+
 // Options are the history settings every broker honours.
 type Options struct {
 	HistorySize int           // events kept per channel; 0 means 1000

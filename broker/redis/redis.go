@@ -51,11 +51,16 @@ import (
 
 	"github.com/valkey-io/valkey-go"
 
+	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/broker/hub"
 )
 
-var _ broker.Broker = (*Broker)(nil)
+var (
+	_ broker.Broker           = (*Broker)(nil)
+	_ broker.CursorKeyAdopter = (*Broker)(nil)
+	_ auth.TicketStore        = (*Broker)(nil)
+)
 
 // DefaultPrefix is the key prefix when Config.Prefix is empty
 // (SLUICE_REDIS_PREFIX).
