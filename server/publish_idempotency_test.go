@@ -25,9 +25,10 @@ func (e *env) publishWithKey(key string, body any) (int, map[string]any) {
 	return doJSON(e.t, req)
 }
 
-// idempotencyBrokers are the configurations the Idempotency-Key tests run
-// on: the memory broker, and Redis when SLUICE_TEST_REDIS_URL is set.
-func idempotencyBrokers(t *testing.T) map[string]func(*server.Config) {
+// eachIdempotencyBroker runs f on each broker the Idempotency-Key tests
+// cover (memory; Redis when SLUICE_TEST_REDIS_URL is set), with a gateway, a
+// channel of its own and a stream open on it, past stream-open.
+func eachIdempotencyBroker(t *testing.T, f func(t *testing.T, e *env, ch string, s *stream)) {
 	brokers := map[string]func(*server.Config){
 		"memory": nil,
 		"redis": func(c *server.Config) {
@@ -42,55 +43,70 @@ func idempotencyBrokers(t *testing.T) map[string]func(*server.Config) {
 		delete(brokers, "redis")
 		t.Log("SLUICE_TEST_REDIS_URL unset: the Redis variant is skipped")
 	}
-	return brokers
-}
-
-// POST /publish with an Idempotency-Key: a repeat answers the first ids and
-// publishes nothing; a key reused for another batch is refused; a malformed
-// key is refused before anything is published. On both brokers.
-func TestPublishIdempotencyKey(t *testing.T) {
-	for name, mutate := range idempotencyBrokers(t) {
+	for name, mutate := range brokers {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, mutate)
 			ch := chanName("scan-progress", tenantA, "idem-"+redistest.Random())
 			s := open(t, e.eventsURL(url.Values{"channel": {ch}}), bearer(token(t, "u1", tenantA, time.Hour, nil)))
 			defer s.close()
 			s.expect("stream-open")
-
-			batch := map[string]any{"events": []map[string]any{
-				{"channel": ch, "event": "scan.progress", "data": 1},
-				{"channel": ch, "event": "scan.progress", "data": 2},
-			}}
-			st, first := e.publishWithKey("batch-1", batch)
-			if st != http.StatusOK {
-				t.Fatalf("first publish: %d %v", st, first)
-			}
-			for range 2 {
-				st, again := e.publishWithKey("batch-1", batch)
-				if st != http.StatusOK || !equalJSON(again["ids"], first["ids"]) {
-					t.Fatalf("repeat: %d %v, want 200 %v", st, again, first["ids"])
-				}
-			}
-			st, conflict := e.publishWithKey("batch-1", map[string]any{"channel": ch, "event": "scan.progress", "data": 3})
-			if st != http.StatusUnprocessableEntity || conflict["code"] != "idempotency_conflict" {
-				t.Fatalf("key reused for another batch: %d %v, want 422 idempotency_conflict", st, conflict)
-			}
-			for _, bad := range []string{"has space", strings.Repeat("k", 256), "tab\tkey"} {
-				st, reply := e.publishWithKey(bad, map[string]any{"channel": ch, "event": "scan.progress", "data": 4})
-				if st != http.StatusBadRequest || reply["code"] != "invalid_idempotency_key" {
-					t.Fatalf("key %q: %d %v, want 400 invalid_idempotency_key", bad, st, reply)
-				}
-			}
-			e.mustPublish(ch, "scan.done", 5)
-			// The stream got the batch once, then scan.done: nothing else.
-			for _, want := range []string{"scan.progress 1", "scan.progress 2", "scan.done 5"} {
-				typ, data, _ := strings.Cut(want, " ")
-				if ev := s.expect(typ); ev.Data != data {
-					t.Fatalf("stream got %s %q, want %s", ev.Type, ev.Data, want)
-				}
-			}
+			f(t, e, ch, s)
 		})
 	}
+}
+
+// progress is a POST /publish body of scan.progress events of ch, one per
+// datum.
+func progress(ch string, data ...int) map[string]any {
+	evs := make([]map[string]any, len(data))
+	for i, d := range data {
+		evs[i] = map[string]any{"channel": ch, "event": "scan.progress", "data": d}
+	}
+	return map[string]any{"events": evs}
+}
+
+// expectOnly checks that the next events of s are exactly want, each
+// "<type> <data>".
+func expectOnly(t *testing.T, s *stream, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		typ, data, _ := strings.Cut(w, " ")
+		if ev := s.expect(typ); ev.Data != data {
+			t.Fatalf("stream got %s %q, want %s", ev.Type, ev.Data, w)
+		}
+	}
+}
+
+// POST /publish with an Idempotency-Key: a repeat answers the first ids and
+// publishes nothing; a key reused for another batch is refused; a malformed
+// key is refused before anything is published. On both brokers.
+func TestPublishIdempotencyKey(t *testing.T) {
+	eachIdempotencyBroker(t, func(t *testing.T, e *env, ch string, s *stream) {
+		batch := progress(ch, 1, 2)
+		st, first := e.publishWithKey("batch-1", batch)
+		if st != http.StatusOK {
+			t.Fatalf("first publish: %d %v", st, first)
+		}
+		for range 2 {
+			st, again := e.publishWithKey("batch-1", batch)
+			if st != http.StatusOK || !equalJSON(again["ids"], first["ids"]) {
+				t.Fatalf("repeat: %d %v, want 200 %v", st, again, first["ids"])
+			}
+		}
+		st, conflict := e.publishWithKey("batch-1", map[string]any{"channel": ch, "event": "scan.progress", "data": 3})
+		if st != http.StatusUnprocessableEntity || conflict["code"] != "idempotency_conflict" {
+			t.Fatalf("key reused for another batch: %d %v, want 422 idempotency_conflict", st, conflict)
+		}
+		for _, bad := range []string{"has space", strings.Repeat("k", 256), "tab\tkey"} {
+			st, reply := e.publishWithKey(bad, map[string]any{"channel": ch, "event": "scan.progress", "data": 4})
+			if st != http.StatusBadRequest || reply["code"] != "invalid_idempotency_key" {
+				t.Fatalf("key %q: %d %v, want 400 invalid_idempotency_key", bad, st, reply)
+			}
+		}
+		e.mustPublish(ch, "scan.done", 5)
+		// The stream got the batch once, then scan.done: nothing else.
+		expectOnly(t, s, "scan.progress 1", "scan.progress 2", "scan.done 5")
+	})
 }
 
 // A key reused for another batch of the same length (one event's data
@@ -98,43 +114,24 @@ func TestPublishIdempotencyKey(t *testing.T) {
 // the first batch repeated after it is answered the first ids and publishes
 // nothing new. On both brokers.
 func TestPublishIdempotencyKeyOtherBatch(t *testing.T) {
-	for name, mutate := range idempotencyBrokers(t) {
-		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, mutate)
-			ch := chanName("scan-progress", tenantA, "idem-"+redistest.Random())
-			s := open(t, e.eventsURL(url.Values{"channel": {ch}}), bearer(token(t, "u1", tenantA, time.Hour, nil)))
-			defer s.close()
-			s.expect("stream-open")
-
-			batch := func(a, b int) map[string]any {
-				return map[string]any{"events": []map[string]any{
-					{"channel": ch, "event": "scan.progress", "data": a},
-					{"channel": ch, "event": "scan.progress", "data": b},
-				}}
-			}
-			st, first := e.publishWithKey("batch-1", batch(1, 2))
-			if st != http.StatusOK {
-				t.Fatalf("first publish: %d %v", st, first)
-			}
-			st, conflict := e.publishWithKey("batch-1", batch(1, 20))
-			if st != http.StatusUnprocessableEntity || conflict["code"] != "idempotency_conflict" {
-				t.Fatalf("key reused for a batch of the same length with other data: %d %v, want 422 idempotency_conflict", st, conflict)
-			}
-			st, again := e.publishWithKey("batch-1", batch(1, 2))
-			if st != http.StatusOK || !equalJSON(again["ids"], first["ids"]) {
-				t.Fatalf("repeat of the first batch: %d %v, want 200 %v", st, again, first["ids"])
-			}
-			e.mustPublish(ch, "scan.done", 5)
-			// The stream got the first batch once, then scan.done: nothing
-			// of the refused batch, nothing of the repeat.
-			for _, want := range []string{"scan.progress 1", "scan.progress 2", "scan.done 5"} {
-				typ, data, _ := strings.Cut(want, " ")
-				if ev := s.expect(typ); ev.Data != data {
-					t.Fatalf("stream got %s %q, want %s", ev.Type, ev.Data, want)
-				}
-			}
-		})
-	}
+	eachIdempotencyBroker(t, func(t *testing.T, e *env, ch string, s *stream) {
+		st, first := e.publishWithKey("batch-1", progress(ch, 1, 2))
+		if st != http.StatusOK {
+			t.Fatalf("first publish: %d %v", st, first)
+		}
+		st, conflict := e.publishWithKey("batch-1", progress(ch, 1, 20))
+		if st != http.StatusUnprocessableEntity || conflict["code"] != "idempotency_conflict" {
+			t.Fatalf("key reused for a batch of the same length with other data: %d %v, want 422 idempotency_conflict", st, conflict)
+		}
+		st, again := e.publishWithKey("batch-1", progress(ch, 1, 2))
+		if st != http.StatusOK || !equalJSON(again["ids"], first["ids"]) {
+			t.Fatalf("repeat of the first batch: %d %v, want 200 %v", st, again, first["ids"])
+		}
+		e.mustPublish(ch, "scan.done", 5)
+		// The first batch once, then scan.done: nothing of the refused
+		// batch, nothing of the repeat.
+		expectOnly(t, s, "scan.progress 1", "scan.progress 2", "scan.done 5")
+	})
 }
 
 func equalJSON(a, b any) bool {

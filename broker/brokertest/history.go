@@ -76,20 +76,29 @@ func testHeadsAfterTrim(t *testing.T, nb NewBroker) {
 	}
 }
 
-// testIdempotent: a Publish repeated with the same idempotency key publishes
-// nothing again and returns the first one's positions; a key reused for
-// another batch is refused.
-func testIdempotent(t *testing.T, nb NewBroker) {
-	b := nb(t, broker.Options{})
-	ch, ch2 := newChannel(t), newChannel(t)
-	var r Recorder
-	subscribe(t, b, &r, ch, ch2)
-	key := "batch-" + tenant()
-	batch := []event.Message{msg(ch, 1), msg(ch2, 2), msg(ch, 3)}
+// idempotentBatch publishes a batch across two channels, ch and ch2 (events
+// 1 and 3 of ch, 2 of ch2), under a new idempotency key, on a new broker
+// whose Recorder is subscribed to both channels; first is the positions.
+func idempotentBatch(t *testing.T, nb NewBroker) (b broker.Broker, r *Recorder, ch, ch2 channel.Name, key string, batch []event.Message, first []event.Position) {
+	t.Helper()
+	b = nb(t, broker.Options{})
+	ch, ch2 = newChannel(t), newChannel(t)
+	r = new(Recorder)
+	subscribe(t, b, r, ch, ch2)
+	key = "batch-" + tenant()
+	batch = []event.Message{msg(ch, 1), msg(ch2, 2), msg(ch, 3)}
 	first, err := b.PublishIdempotent(ctx(t), key, batch)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b, r, ch, ch2, key, batch, first
+}
+
+// testIdempotent: a Publish repeated with the same idempotency key publishes
+// nothing again and returns the first one's positions; a key reused for
+// another batch is refused.
+func testIdempotent(t *testing.T, nb NewBroker) {
+	b, r, ch, ch2, key, batch, first := idempotentBatch(t, nb)
 	for range 3 {
 		again, err := b.PublishIdempotent(ctx(t), key, batch)
 		if err != nil || !slices.Equal(again, first) {
@@ -116,26 +125,17 @@ func testIdempotent(t *testing.T, nb NewBroker) {
 // event's data ends and the next one's begins. The first batch repeated
 // still answers its positions.
 func testIdempotentOtherBatch(t *testing.T, nb NewBroker) {
-	b := nb(t, broker.Options{})
-	ch, ch2 := newChannel(t), newChannel(t)
-	var r Recorder
-	subscribe(t, b, &r, ch, ch2)
-	key := "other-" + tenant()
-	batch := []event.Message{msg(ch, 1), msg(ch2, 2), msg(ch, 3)}
-	first, err := b.PublishIdempotent(ctx(t), key, batch)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, r, ch, ch2, key, batch, first := idempotentBatch(t, nb)
 	change := func(i int, f func(*event.Message)) []event.Message {
 		c := slices.Clone(batch)
 		f(&c[i])
 		return c
 	}
 	others := map[string][]event.Message{
-		"data":          change(0, func(m *event.Message) { m.Data = []byte(`{"i":10}`) }),
-		"type":          change(2, func(m *event.Message) { m.Type = "test.other" }),
+		"data":               change(0, func(m *event.Message) { m.Data = []byte(`{"i":10}`) }),
+		"type":               change(2, func(m *event.Message) { m.Type = "test.other" }),
 		"one channel's part": change(1, func(m *event.Message) { m.Data = []byte(`{"i":20}`) }),
-		"order":         {batch[2], batch[1], batch[0]},
+		"order":              {batch[2], batch[1], batch[0]},
 	}
 	for name, other := range others {
 		if ps, err := b.PublishIdempotent(ctx(t), key, other); !errors.Is(err, broker.ErrIdempotencyConflict) {

@@ -7,6 +7,7 @@ package memory
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"hash/maphash"
 	"slices"
 	"sync"
@@ -44,9 +45,11 @@ type Broker struct {
 	done map[string]idemEntry
 }
 
-// idemEntry is what an idempotency key published, until expires.
+// idemEntry is what an idempotency key published, until expires, and the
+// fingerprint of the batch it names.
 type idemEntry struct {
 	pos     []event.Position
+	sum     [sha256.Size]byte
 	expires time.Time
 }
 
@@ -116,13 +119,15 @@ func (b *Broker) lock(ch string, create bool) *history {
 	}
 }
 
-// PublishIdempotent implements broker.Broker.
+// PublishIdempotent implements broker.Broker. A repeat is told from another
+// batch under the same key by the batch's broker.Fingerprint.
 func (b *Broker) PublishIdempotent(ctx context.Context, key string, msgs []event.Message) ([]event.Position, error) {
+	sum := broker.Fingerprint(msgs)
 	b.imu.Lock()
 	defer b.imu.Unlock()
 	now := b.opts.Now()
 	if e, ok := b.done[key]; ok && now.Before(e.expires) {
-		if len(e.pos) != len(msgs) {
+		if e.sum != sum {
 			return nil, broker.ErrIdempotencyConflict
 		}
 		return slices.Clone(e.pos), nil
@@ -131,7 +136,7 @@ func (b *Broker) PublishIdempotent(ctx context.Context, key string, msgs []event
 	if err != nil {
 		return nil, err
 	}
-	b.done[key] = idemEntry{pos: slices.Clone(pos), expires: now.Add(b.opts.HistoryTTL)}
+	b.done[key] = idemEntry{pos: slices.Clone(pos), sum: sum, expires: now.Add(b.opts.HistoryTTL)}
 	return pos, nil
 }
 

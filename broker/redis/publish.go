@@ -28,7 +28,9 @@ func (b *Broker) Publish(ctx context.Context, msgs []event.Message) ([]event.Pos
 // <prefix>idem:<sha256 of key> on one Redis, and per channel under
 // <prefix>idem:{<channel>}:<sha256 of key> on a Redis Cluster (each run
 // records what it applied, so a retry after a PartialError applies the
-// rest), for the history TTL.
+// rest), for the history TTL. The record holds the broker.Fingerprint of the
+// run's events beside their positions: a repeat is told from another batch
+// under the same key by it (on a cluster, channel by channel).
 func (b *Broker) PublishIdempotent(ctx context.Context, key string, msgs []event.Message) ([]event.Position, error) {
 	if key == "" {
 		return nil, errors.New("redis broker: empty idempotency key")
@@ -68,18 +70,16 @@ func (b *Broker) publish(ctx context.Context, idem string, msgs []event.Message)
 		sum := sha256.Sum256([]byte(idem))
 		idemHash = hex.EncodeToString(sum[:16])
 	}
-	head := [5]string{
+	head := [5]string{ // ARGV[5] is set per run
 		strconv.FormatUint(broker.NewEpoch(), 10),
 		strconv.FormatInt(b.opts.Now().UnixNano(), 10),
 		strconv.Itoa(b.opts.HistorySize),
 		strconv.FormatInt(max(b.opts.HistoryTTL.Milliseconds(), 1), 10),
 		"0",
 	}
-	if idem != "" {
-		head[4] = "1"
-	}
 	order, ends := runs(msgs, cluster)
 	execs := make([]valkey.LuaExec, len(ends))
+	sums := make([]string, len(ends)) // the runs' fingerprints, under a key
 	lo := 0
 	for r, hi := range ends {
 		keys := make([]string, 0, 2*(hi-lo)+1)
@@ -90,6 +90,8 @@ func (b *Broker) publish(ctx context.Context, idem string, msgs []event.Message)
 			args = append(args, b.pubsubName(ch), msgs[i].Type, string(msgs[i].Data))
 		}
 		if idem != "" {
+			sums[r] = runFingerprint(msgs, order[lo:hi])
+			args[4] = sums[r]
 			if cluster {
 				keys = append(keys, b.prefix+"idem:{"+msgs[order[lo]].Channel.String()+"}:"+idemHash)
 			} else {
@@ -103,14 +105,20 @@ func (b *Broker) publish(ctx context.Context, idem string, msgs []event.Message)
 	out := make([]event.Position, len(msgs))
 	applied := make([]bool, len(msgs))
 	var errs []error
+	conflict, fresh := false, false // a run refused the key; a run published
 	lo = 0
 	for r, hi := range ends {
-		err := b.runResult(res[r], order[lo:hi], out)
-		if err == nil {
+		dup, err := b.runResult(res[r], order[lo:hi], sums[r], out)
+		switch {
+		case err == nil:
+			fresh = fresh || !dup
 			for _, i := range order[lo:hi] {
 				applied[i] = true
 			}
-		} else {
+		case errors.Is(err, broker.ErrIdempotencyConflict):
+			conflict = true
+			errs = append(errs, err)
+		default:
 			errs = append(errs, err)
 		}
 		lo = hi
@@ -118,10 +126,11 @@ func (b *Broker) publish(ctx context.Context, idem string, msgs []event.Message)
 	switch {
 	case len(errs) == 0:
 		return out, nil
+	case conflict && !fresh:
+		// The key names another batch (on a cluster: another part of some
+		// channel), and this call published nothing.
+		return nil, broker.ErrIdempotencyConflict
 	case len(errs) == len(ends):
-		if errors.Is(errs[0], broker.ErrIdempotencyConflict) {
-			return nil, errs[0]
-		}
 		return nil, b.fail(ctx, "publish", errs[0])
 	default:
 		return nil, &broker.PartialError{Applied: applied, Positions: out, Err: b.fail(ctx, "publish", errs[0])}
@@ -129,42 +138,76 @@ func (b *Broker) publish(ctx context.Context, idem string, msgs []event.Message)
 }
 
 // runResult decodes the reply of one publish run whose events are msgs[i]
-// for i in idx, into out.
-func (b *Broker) runResult(r valkey.ValkeyResult, idx []int, out []event.Position) error {
+// for i in idx, into out. dup says the run's idempotency key was used
+// already: out holds what that use published, if sum (the fingerprint of
+// this run's events) is the one recorded, else the error is
+// ErrIdempotencyConflict.
+func (b *Broker) runResult(r valkey.ValkeyResult, idx []int, sum string, out []event.Position) (dup bool, err error) {
 	vs, err := r.ToArray()
 	if err != nil {
-		return err
+		return false, err
 	}
-	if len(vs) == 2 { // {"dup", "<epoch> <offset> ..."}, or one event's position
+	if len(vs) == 2 { // {"dup", "<fingerprint> <epoch> <offset> ..."}, or one event's position
 		if tag, _ := vs[0].ToString(); tag == "dup" {
 			prev, err := vs[1].ToString()
 			if err != nil {
-				return err
+				return true, err
 			}
-			f := strings.Fields(prev)
-			if len(f) != 2*len(idx) {
-				return broker.ErrIdempotencyConflict
-			}
-			for j, i := range idx {
-				e, err1 := strconv.ParseUint(f[2*j], 10, 64)
-				o, err2 := strconv.ParseUint(f[2*j+1], 10, 64)
-				if err1 != nil || err2 != nil {
-					return fmt.Errorf("bad stored idempotency record %q", prev)
-				}
-				out[i] = event.Position{Epoch: e, Offset: o}
-			}
-			return nil
+			return true, dupPositions(prev, sum, idx, out)
 		}
 	}
 	if len(vs) != 2*len(idx) {
-		return fmt.Errorf("unexpected script reply of %d values for %d events", len(vs), len(idx))
+		return false, fmt.Errorf("unexpected script reply of %d values for %d events", len(vs), len(idx))
 	}
 	for j, i := range idx {
 		if out[i], err = positionOf(vs[2*j : 2*j+2]); err != nil {
-			return err
+			return false, err
 		}
 	}
+	return false, nil
+}
+
+// dupPositions decodes an idempotency record, "<fingerprint> <epoch>
+// <offset> ...", into out[i] for i in idx, if its fingerprint is sum: else
+// the key was used for other events, ErrIdempotencyConflict. A record
+// written before fingerprints were stored ("<epoch> <offset> ...", within
+// one history TTL of an upgrade) is compared by length only.
+func dupPositions(prev, sum string, idx []int, out []event.Position) error {
+	f := strings.Fields(prev)
+	if len(f) == 2*len(idx)+1 {
+		if f[0] != sum {
+			return broker.ErrIdempotencyConflict
+		}
+		f = f[1:]
+	}
+	if len(f) != 2*len(idx) {
+		return broker.ErrIdempotencyConflict
+	}
+	for j, i := range idx {
+		e, err1 := strconv.ParseUint(f[2*j], 10, 64)
+		o, err2 := strconv.ParseUint(f[2*j+1], 10, 64)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("bad stored idempotency record %q", prev)
+		}
+		out[i] = event.Position{Epoch: e, Offset: o}
+	}
 	return nil
+}
+
+// runFingerprint is the broker.Fingerprint, in hex, of the events msgs[i]
+// for i in idx, in that order: the whole batch on one Redis, one channel's
+// part of it on a Redis Cluster. A run of every event has them in their
+// order (runs sorts stably by channel).
+func runFingerprint(msgs []event.Message, idx []int) string {
+	part := msgs
+	if len(idx) != len(msgs) {
+		part = make([]event.Message, len(idx))
+		for j, i := range idx {
+			part[j] = msgs[i]
+		}
+	}
+	sum := broker.Fingerprint(part)
+	return hex.EncodeToString(sum[:])
 }
 
 // runs splits a batch into script runs: order lists the indexes of msgs run

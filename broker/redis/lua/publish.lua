@@ -13,23 +13,28 @@
 --             newest event
 -- KEYS[2i]    history stream of event i's channel; entry id "<offset>-0",
 --             fields t = type, d = data, p = publish time (Unix ns)
--- KEYS[#KEYS] with ARGV[5] = "1": the idempotency key of the run
+-- KEYS[#KEYS] when ARGV[5] is not "0": the idempotency key of the run
 -- ARGV[1]     epoch for a channel that has none (random, chosen by the caller)
 -- ARGV[2]     publish time, Unix nanoseconds (decimal)
 -- ARGV[3]     history size (MAXLEN, exact)
 -- ARGV[4]     history TTL, milliseconds (also the idempotency key's)
--- ARGV[5]     "1" when the last key is an idempotency key, else "0"
+-- ARGV[5]     "0", or the fingerprint of the run's events (hex) when the
+--             last key is an idempotency key
 -- ARGV[3i+3]  Pub/Sub channel of event i
 -- ARGV[3i+4]  type of event i
 -- ARGV[3i+5]  data of event i
 --
 -- Returns {epoch_1, offset_1, epoch_2, offset_2, ...}, one pair an event; or,
--- when the idempotency key was used already, {"dup", "<epoch> <offset> ..."}
--- with what that run published.
+-- when the idempotency key was used already, {"dup", record}: the key's
+-- record "<fingerprint> <epoch> <offset> ...", the fingerprint of the events
+-- of the run that used it and what that run published (records written
+-- before fingerprints were stored lack the fingerprint). The caller compares
+-- the fingerprints: a repeat is answered the positions, another batch is a
+-- conflict.
 local now, size, ttl = ARGV[2], ARGV[3], ARGV[4]
 local n = #KEYS
 local ik
-if ARGV[5] == '1' then
+if ARGV[5] ~= '0' then
   ik = KEYS[n]
   n = n - 1
   local prev = redis.call('get', ik)
@@ -83,6 +88,6 @@ for i = 1, n do
   out[2 * i] = o
 end
 if ik then
-  redis.call('set', ik, table.concat(out, ' '), 'PX', ttl)
+  redis.call('set', ik, ARGV[5] .. ' ' .. table.concat(out, ' '), 'PX', ttl)
 end
 return out
