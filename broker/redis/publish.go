@@ -70,7 +70,7 @@ func (b *Broker) publish(ctx context.Context, idem string, msgs []event.Message)
 		sum := sha256.Sum256([]byte(idem))
 		idemHash = hex.EncodeToString(sum[:16])
 	}
-	head := [5]string{ // ARGV[5] is set per run
+	head := [5]string{ // ARGV[5]: "0", or each run's fingerprint under a key
 		strconv.FormatUint(broker.NewEpoch(), 10),
 		strconv.FormatInt(b.opts.Now().UnixNano(), 10),
 		strconv.Itoa(b.opts.HistorySize),
@@ -79,7 +79,6 @@ func (b *Broker) publish(ctx context.Context, idem string, msgs []event.Message)
 	}
 	order, ends := runs(msgs, cluster)
 	execs := make([]valkey.LuaExec, len(ends))
-	sums := make([]string, len(ends)) // the runs' fingerprints, under a key
 	lo := 0
 	for r, hi := range ends {
 		keys := make([]string, 0, 2*(hi-lo)+1)
@@ -90,8 +89,7 @@ func (b *Broker) publish(ctx context.Context, idem string, msgs []event.Message)
 			args = append(args, b.pubsubName(ch), msgs[i].Type, string(msgs[i].Data))
 		}
 		if idem != "" {
-			sums[r] = runFingerprint(msgs, order[lo:hi])
-			args[4] = sums[r]
+			args[4] = runFingerprint(msgs, order[lo:hi])
 			if cluster {
 				keys = append(keys, b.prefix+"idem:{"+msgs[order[lo]].Channel.String()+"}:"+idemHash)
 			} else {
@@ -108,7 +106,8 @@ func (b *Broker) publish(ctx context.Context, idem string, msgs []event.Message)
 	conflict, fresh := false, false // a run refused the key; a run published
 	lo = 0
 	for r, hi := range ends {
-		dup, err := b.runResult(res[r], order[lo:hi], sums[r], out)
+		// ARGV[5]: the run's fingerprint, read back only under a key.
+		dup, err := b.runResult(res[r], order[lo:hi], execs[r].Args[4], out)
 		switch {
 		case err == nil:
 			fresh = fresh || !dup
