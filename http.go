@@ -94,12 +94,14 @@ func bodyGuard(next http.Handler, timeout time.Duration) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		rc := http.NewResponseController(w)
+		// One allocation holds the writer, the body and the controller.
+		gw := &guardedWriter{ResponseWriter: w, rc: *http.NewResponseController(w)}
+		rc := &gw.rc
 		_ = rc.SetReadDeadline(time.Now().Add(timeout))
 		orig := r.Body
-		body := &guardedBody{ReadCloser: orig}
+		body := &gw.body
+		body.ReadCloser = orig
 		r.Body = body
-		gw := &guardedWriter{ResponseWriter: w, body: body}
 		next.ServeHTTP(gw, r)
 		// net/http looks at the request's own body type once the handler
 		// is done: a large unread one makes it close gracefully (shut
@@ -143,7 +145,8 @@ func (b *guardedBody) Read(p []byte) (int, error) {
 // was read to its end.
 type guardedWriter struct {
 	http.ResponseWriter
-	body  *guardedBody
+	body  guardedBody
+	rc    http.ResponseController // of ResponseWriter
 	wrote bool
 }
 
@@ -267,10 +270,15 @@ func serveSluiceJS(w http.ResponseWriter, _ *http.Request) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	setJSONHeader(w, status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// setJSONHeader sends the header of a JSON answer with status.
+func setJSONHeader(w http.ResponseWriter, status int) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // readBody reads a JSON request body bounded by MaxBodyBytes.

@@ -27,7 +27,15 @@ type Position struct {
 // String returns the position as published in a POST /publish reply: opaque
 // to clients, "<epoch base36>-<offset>".
 func (p Position) String() string {
-	return strconv.FormatUint(p.Epoch, 36) + "-" + strconv.FormatUint(p.Offset, 10)
+	var b [2*20 + 1]byte
+	return string(p.Append(b[:0]))
+}
+
+// Append appends the position as String writes it to b.
+func (p Position) Append(b []byte) []byte {
+	b = strconv.AppendUint(b, p.Epoch, 36)
+	b = append(b, '-')
+	return strconv.AppendUint(b, p.Offset, 10)
 }
 
 // Message is what a publisher hands to a broker: a validated event without a
