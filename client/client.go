@@ -25,22 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/internal/backoff"
-)
-
-// Stream conditions of the stream-error event (protocol.md §6).
-const (
-	ConditionTokenExpired  = "token-expired"
-	ConditionAccessRevoked = "access-revoked"
-	ConditionSlowConsumer  = "slow-consumer"
-	ConditionShuttingDown  = "shutting-down"
-)
-
-// Server event types reserved by protocol.md §4–§6.
-const (
-	TypeStreamOpen  = "stream-open"
-	TypeStreamReset = "stream-reset"
-	TypeStreamError = "stream-error"
 )
 
 // Default values of Config.
@@ -123,9 +109,9 @@ type Reset struct {
 }
 
 // Ended reports that the server ended the connection with stream-error. The
-// Stream reconnects afterwards, except for ConditionAccessRevoked.
+// Stream reconnects afterwards, except for event.EndAccessRevoked.
 type Ended struct {
-	Condition string
+	Condition event.EndReason // one of the stream-error conditions of event.EndReason
 	Text      string
 }
 
@@ -282,31 +268,31 @@ func (s *Stream) Next() (Item, error) {
 
 func (s *Stream) handle(ev Event) (Item, error) {
 	switch ev.Type {
-	case TypeStreamOpen:
+	case event.TypeOpen:
 		var d struct {
 			Channels []string `json:"channels"`
 		}
 		_ = json.Unmarshal([]byte(ev.Data), &d)
 		s.failures, s.unauthOnce = 0, false
 		return Open{Channels: d.Channels, Cursor: ev.ID}, nil
-	case TypeStreamReset:
+	case event.TypeReset:
 		var d struct {
 			Reason  string `json:"reason"`
 			Channel string `json:"channel"`
 		}
 		_ = json.Unmarshal([]byte(ev.Data), &d)
 		return Reset{Reason: d.Reason, Channel: d.Channel}, nil
-	case TypeStreamError:
+	case event.TypeError:
 		var d struct {
-			Condition string `json:"condition"`
-			Text      string `json:"text"`
+			Condition event.EndReason `json:"condition"`
+			Text      string          `json:"text"`
 		}
 		_ = json.Unmarshal([]byte(ev.Data), &d)
 		s.drop()
 		switch d.Condition {
-		case ConditionAccessRevoked:
+		case event.EndAccessRevoked:
 			s.err = ErrAccessRevoked
-		case ConditionTokenExpired:
+		case event.EndTokenExpired:
 			// A fresh connection with a fresh token, at once; the cursor
 			// travels in the query as protocol.md §5 suggests for this case.
 			s.queryCursor = true

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/event"
 )
 
 // fake is an SSE server following protocol.md §4 framing. Each connection runs the
@@ -74,7 +76,7 @@ func send(w http.ResponseWriter, id, typ, data string) {
 	w.(http.Flusher).Flush()
 }
 
-func sendEnd(w http.ResponseWriter, cond string) {
+func sendEnd(w http.ResponseWriter, cond event.EndReason) {
 	fmt.Fprintf(w, "event: stream-error\ndata: {\"condition\":%q,\"text\":\"bye\"}\n\n", cond)
 	w.(http.Flusher).Flush()
 }
@@ -211,7 +213,7 @@ func TestTokenExpiredRefreshes(t *testing.T) {
 		if n == 0 {
 			startStream(w, 1000, "c0", ch)
 			send(w, "c1", "scan.progress", `1`)
-			sendEnd(w, ConditionTokenExpired)
+			sendEnd(w, event.EndTokenExpired)
 			return
 		}
 		startStream(w, 1000, r.URL.Query().Get("lastEventId"), ch)
@@ -221,7 +223,7 @@ func TestTokenExpiredRefreshes(t *testing.T) {
 	expect[Open](t, s)
 	expect[Message](t, s)
 	start := time.Now()
-	if e := expect[Ended](t, s); e.Condition != ConditionTokenExpired || e.Text != "bye" {
+	if e := expect[Ended](t, s); e.Condition != event.EndTokenExpired || e.Text != "bye" {
 		t.Fatalf("ended = %+v", e)
 	}
 	if o := expect[Open](t, s); o.Cursor != "c1" {
@@ -334,11 +336,11 @@ func TestTooManyRequestsRetries(t *testing.T) {
 func TestAccessRevokedIsTerminal(t *testing.T) {
 	f := newFake(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		startStream(w, 5, "c0", ch)
-		sendEnd(w, ConditionAccessRevoked)
+		sendEnd(w, event.EndAccessRevoked)
 	})
 	s := newStream(t, Config{URL: f.srv.URL, Channels: []string{ch}})
 	expect[Open](t, s)
-	if e := expect[Ended](t, s); e.Condition != ConditionAccessRevoked {
+	if e := expect[Ended](t, s); e.Condition != event.EndAccessRevoked {
 		t.Fatalf("ended = %+v", e)
 	}
 	if _, err := s.Next(); !errors.Is(err, ErrAccessRevoked) {
@@ -355,7 +357,7 @@ func TestShuttingDownHonoursRetry(t *testing.T) {
 			// A request arriving during a drain: retry and the end, no open.
 			w.Header().Set("Content-Type", "text/event-stream; charset=utf-8")
 			fmt.Fprint(w, "retry: 80\n\n")
-			sendEnd(w, ConditionShuttingDown)
+			sendEnd(w, event.EndShuttingDown)
 			return
 		}
 		startStream(w, 5, "c0", ch)
@@ -363,7 +365,7 @@ func TestShuttingDownHonoursRetry(t *testing.T) {
 	})
 	s := newStream(t, Config{URL: f.srv.URL, Channels: []string{ch}})
 	start := time.Now()
-	if e := expect[Ended](t, s); e.Condition != ConditionShuttingDown {
+	if e := expect[Ended](t, s); e.Condition != event.EndShuttingDown {
 		t.Fatalf("ended = %+v", e)
 	}
 	expect[Open](t, s)
@@ -377,7 +379,7 @@ func TestSlowConsumerResumes(t *testing.T) {
 		if n == 0 {
 			startStream(w, 5, "c0", ch)
 			send(w, "c1", "a.b", "1")
-			sendEnd(w, ConditionSlowConsumer)
+			sendEnd(w, event.EndSlowConsumer)
 			hold(r) // the client, not the server, drops the connection
 			return
 		}

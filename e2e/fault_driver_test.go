@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/client"
+	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/internal/faultcheck"
 	"github.com/sluicehq/sluice/internal/testutil"
 )
@@ -278,16 +279,16 @@ func (r *faultRun) stream(s *faultcheck.SubscriberRecorder, i int, base string, 
 		}
 		*last = rd.LastEventID()
 		switch ev.Type {
-		case client.TypeStreamOpen:
+		case event.TypeOpen:
 			s.Open()
-		case client.TypeStreamReset:
+		case event.TypeReset:
 			s.Reset(ev.Data)
 			var d struct {
 				Reason string `json:"reason"`
 			}
 			_ = json.Unmarshal([]byte(ev.Data), &d)
 			r.note(r.resets, d.Reason)
-		case client.TypeStreamError:
+		case event.TypeError:
 			var d struct {
 				Condition string `json:"condition"`
 			}

@@ -3,7 +3,11 @@
 // metrics/prom so that the library does not force it on embedders.
 package metrics
 
-import "time"
+import (
+	"time"
+
+	"github.com/sluicehq/sluice/event"
+)
 
 // Recorder receives Sluice's measurements. Implementations must be safe for
 // concurrent use and cheap: they are called on hot paths. Labels passed in are
@@ -11,9 +15,8 @@ import "time"
 type Recorder interface {
 	// StreamOpened counts a stream that started (status 200 sent).
 	StreamOpened()
-	// StreamClosed counts a stream that ended, by reason (client-gone,
-	// token-expired, access-revoked, slow-consumer, shutting-down, write-error).
-	StreamClosed(reason string, d time.Duration)
+	// StreamClosed counts a stream that ended, by reason.
+	StreamClosed(reason event.EndReason, d time.Duration)
 	// StreamRefused counts a stream request refused before it opened, by
 	// problem code.
 	StreamRefused(code string)
@@ -43,7 +46,7 @@ var _ Recorder = Nop{}
 func (Nop) StreamOpened() {}
 
 // StreamClosed implements Recorder.
-func (Nop) StreamClosed(string, time.Duration) {}
+func (Nop) StreamClosed(event.EndReason, time.Duration) {}
 
 // StreamRefused implements Recorder.
 func (Nop) StreamRefused(string) {}

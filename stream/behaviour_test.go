@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // expiringAuth lets every request in with a credential expiring at exp
@@ -57,7 +58,7 @@ func TestBehaviour(t *testing.T) {
 					t.Fatalf("%d streams parked with DisablePark", n)
 				}
 			} else {
-				eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
+				testutil.Eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
 			}
 		}},
 		{"replay then live", nil, func(t *testing.T, e *benchEnv, _ *expiringAuth, _ *closeReasons) {
@@ -112,14 +113,14 @@ func TestBehaviour(t *testing.T) {
 			a.exp.Store(exp.UnixNano())
 			ls := openLines(t, e, channel.MustMake("test", benchTenant, "exp"))
 			ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
-			ls.until(t, 3*time.Second, func(l string) bool { return strings.Contains(l, CondTokenExpired) })
+			ls.until(t, 3*time.Second, func(l string) bool { return strings.Contains(l, string(event.EndTokenExpired)) })
 			if now := time.Now(); now.Before(exp) || now.After(exp.Add(time.Second)) {
 				t.Fatalf("token-expired at %v, expiry %v", now, exp)
 			}
 			if err := ls.end(t); !errors.Is(err, io.EOF) {
 				t.Fatalf("body ended with %v", err)
 			}
-			eventually(t, 2*time.Second, "closed as token-expired", func() bool { return m.count(CondTokenExpired) == 1 })
+			testutil.Eventually(t, 2*time.Second, "closed as token-expired", func() bool { return m.count(event.EndTokenExpired) == 1 })
 		}},
 		{"slow-consumer cut", func(c *Config) { c.QueueSize = 8; c.WriteTimeout = 2 * time.Second }, func(t *testing.T, e *benchEnv, _ *expiringAuth, m *closeReasons) {
 			ch := channel.MustMake("test", benchTenant, "slow")
@@ -127,17 +128,17 @@ func TestBehaviour(t *testing.T) {
 			fast.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
 			nc := dialStream(t, e, ch, 4096)
 			_ = nc
-			eventually(t, 5*time.Second, "two streams open", func() bool { return e.s.Open() == 2 })
+			testutil.Eventually(t, 5*time.Second, "two streams open", func() bool { return e.s.Open() == 2 })
 			big := []byte(`"` + strings.Repeat("z", 32<<10) + `"`)
 			deadline := time.Now().Add(20 * time.Second)
-			for i := 0; m.count(CondSlowConsumer) == 0; i++ {
+			for i := 0; m.count(event.EndSlowConsumer) == 0; i++ {
 				if time.Now().After(deadline) {
 					t.Fatalf("no slow-consumer cut after %d events", i)
 				}
 				burst(t, e, ch, 1, big)
 				fast.until(t, 5*time.Second, func(l string) bool { return strings.HasPrefix(l, "data: \"z") })
 			}
-			eventually(t, 5*time.Second, "the slow stream closes", func() bool { return e.s.Open() == 1 })
+			testutil.Eventually(t, 5*time.Second, "the slow stream closes", func() bool { return e.s.Open() == 1 })
 		}},
 		{"drain", nil, func(t *testing.T, e *benchEnv, _ *expiringAuth, _ *closeReasons) {
 			ch := channel.MustMake("test", benchTenant, "drain")
@@ -148,7 +149,7 @@ func TestBehaviour(t *testing.T) {
 			if err := e.s.Drain(ctx); err != nil {
 				t.Fatal(err)
 			}
-			got := ls.until(t, 2*time.Second, func(l string) bool { return strings.Contains(l, CondShuttingDown) })
+			got := ls.until(t, 2*time.Second, func(l string) bool { return strings.Contains(l, string(event.EndShuttingDown)) })
 			if n := len(got); n < 4 || !strings.HasPrefix(got[n-4], "retry: ") || got[n-2] != "event: stream-error" {
 				t.Fatalf("drain wrote %q", got)
 			}
@@ -161,7 +162,7 @@ func TestBehaviour(t *testing.T) {
 			ls := openLines(t, e, ch)
 			ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
 			ls.resp.Body.Close()
-			eventually(t, 3*time.Second, "the stream closes", func() bool { return e.s.Open() == 0 })
+			testutil.Eventually(t, 3*time.Second, "the stream closes", func() bool { return e.s.Open() == 0 })
 			if m.count("client-gone") != 1 {
 				t.Fatalf("closed as %v", m.m)
 			}

@@ -11,14 +11,6 @@ import (
 	"github.com/sluicehq/sluice/event"
 )
 
-// Conditions of the final stream-error event (protocol.md §6).
-const (
-	CondTokenExpired  = "token-expired"
-	CondAccessRevoked = "access-revoked"
-	CondSlowConsumer  = "slow-consumer"
-	CondShuttingDown  = "shutting-down"
-)
-
 // conn is one open stream as the rest of the process sees it: a broker
 // subscriber with a bounded queue, and a way to end it.
 //
@@ -45,9 +37,9 @@ type conn struct {
 	spare   []*event.Event // the other buffer of the double buffer
 	notify  chan struct{}  // cap 1: events were queued or the stream must end; nil once parked
 	ended   atomic.Bool
-	cond    string  // why the stream must end, set before notify
-	retryMS int64   // shutting-down: the retry hint to send first
-	pk      *parked // set, under mu, once the stream is parked
+	cond    event.EndReason // why the stream must end, set before notify
+	retryMS int64           // shutting-down: the retry hint to send first
+	pk      *parked         // set, under mu, once the stream is parked
 
 	// writing is when the write in progress on the stream's own goroutine
 	// began (Unix ns), 0 when none is: that transport's sign that the
@@ -101,7 +93,7 @@ func (c *conn) Deliver(ev *event.Event) {
 	}
 	full := c.fullLocked()
 	if full && (len(c.q) >= max(hardFactor*c.max, hardMin) || c.blockedLocked()) {
-		c.finishLocked(CondSlowConsumer, 0)
+		c.finishLocked(event.EndSlowConsumer, 0)
 		c.mu.Unlock()
 		return
 	}
@@ -171,13 +163,13 @@ func (c *conn) give(q []*event.Event) {
 }
 
 // finish ends the stream with condition cond, once; later calls are ignored.
-func (c *conn) finish(cond string, retryMS int64) {
+func (c *conn) finish(cond event.EndReason, retryMS int64) {
 	c.mu.Lock()
 	c.finishLocked(cond, retryMS)
 	c.mu.Unlock()
 }
 
-func (c *conn) finishLocked(cond string, retryMS int64) {
+func (c *conn) finishLocked(cond event.EndReason, retryMS int64) {
 	if c.cond != "" {
 		return
 	}
@@ -193,7 +185,7 @@ func (c *conn) finishLocked(cond string, retryMS int64) {
 	}
 }
 
-func (c *conn) condition() (string, int64) {
+func (c *conn) condition() (event.EndReason, int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cond, c.retryMS

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluicehq/sluice/event"
 )
 
 // epollLoop turns socket readiness into flags on parked streams.
@@ -129,7 +131,7 @@ func (pl *poller) scan(now int64) {
 				fl = 0 // the write caught up since blockedAt was read
 			}
 			if expired {
-				p.c.finishLocked(CondTokenExpired, 0)
+				p.c.finishLocked(event.EndTokenExpired, 0)
 				if p.blocked {
 					// Its socket is full: the final event cannot be
 					// written now, and the stream must end within 1 s.
@@ -139,7 +141,7 @@ func (pl *poller) scan(now int64) {
 			if fl&flagStalled != 0 {
 				// The client took nothing for WriteTimeout: a slow
 				// consumer, unless the stream ends for another reason.
-				p.c.finishLocked(CondSlowConsumer, 0)
+				p.c.finishLocked(event.EndSlowConsumer, 0)
 			}
 			if fl != 0 {
 				p.flags |= fl
@@ -185,6 +187,6 @@ func (p *parked) measureUnread() {
 		return
 	}
 	if p.strikes++; p.strikes >= 2 {
-		c.finishLocked(CondSlowConsumer, 0)
+		c.finishLocked(event.EndSlowConsumer, 0)
 	}
 }

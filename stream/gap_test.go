@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/broker/memory"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/metrics"
 )
 
@@ -29,25 +31,14 @@ type block struct{ id, typ, data string }
 func parseBlocks(t *testing.T, b []byte) []block {
 	t.Helper()
 	var out []block
-	for _, raw := range strings.Split(strings.TrimSuffix(string(b), "\n\n"), "\n\n") {
-		if raw == "" {
-			continue
+	r := testutil.NewBlockReader(bytes.NewReader(b))
+	for {
+		bl, err := r.Next()
+		if err != nil {
+			return out
 		}
-		var bl block
-		for _, l := range strings.Split(raw, "\n") {
-			k, v, _ := strings.Cut(l, ": ")
-			switch k {
-			case "id":
-				bl.id = v
-			case "event":
-				bl.typ = v
-			case "data":
-				bl.data = v
-			}
-		}
-		out = append(out, bl)
+		out = append(out, block{id: bl.ID, typ: bl.Event, data: bl.Data})
 	}
-	return out
 }
 
 func pos(e, o uint64) event.Position { return event.Position{Epoch: e, Offset: o} }

@@ -154,17 +154,6 @@ func (ls *lineStream) end(t *testing.T) error {
 	}
 }
 
-func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func publishN(t *testing.T, e *benchEnv, ch channel.Name, n int) {
 	t.Helper()
 	for i := range n {

@@ -68,6 +68,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluicehq/sluice/event"
 )
 
 type parkResult int
@@ -315,9 +317,9 @@ func (s *Server) park(w http.ResponseWriter, rc *http.ResponseController, r *htt
 	p.lastDue.Store(p.lastWrite.Load())
 	if err := pl.add(p); err != nil { // the connection is ours: end it
 		_ = unix.Close(fd)
-		reason := "server-closed"
+		reason := event.EndServerClosed
 		if !errors.Is(err, errStopping) {
-			reason = "write-error"
+			reason = event.EndWriteError
 			s.cfg.Logger.Error("stream not parked", "err", err)
 		}
 		s.closed(c, wr, opened, reason)

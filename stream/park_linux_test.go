@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 func TestParkedKeepAliveEventsAndDrain(t *testing.T) {
@@ -23,7 +24,7 @@ func TestParkedKeepAliveEventsAndDrain(t *testing.T) {
 	ch := channel.MustMake("test", benchTenant, "park")
 	ls := openLines(t, e, ch)
 	ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
-	eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
 
 	ls.until(t, 2*time.Second, func(l string) bool { return l == ": keep-alive" })
 	publishN(t, e, ch, 300) // faster than the coalescing window: shared writes
@@ -48,7 +49,7 @@ func TestParkedKeepAliveEventsAndDrain(t *testing.T) {
 	got := ls.until(t, time.Second, func(l string) bool { return strings.HasPrefix(l, "data: {\"condition\"") })
 	// The retry hint, as the goroutine path writes it, then the final event.
 	if n := len(got); n < 4 || !strings.HasPrefix(got[n-4], "retry: ") || got[n-2] != "event: stream-error" ||
-		!strings.Contains(got[n-1], CondShuttingDown) {
+		!strings.Contains(got[n-1], string(event.EndShuttingDown)) {
 		t.Fatalf("drain wrote %q", got)
 	}
 	if err := ls.end(t); !errors.Is(err, io.EOF) {
@@ -68,11 +69,11 @@ func TestParkedClientGone(t *testing.T) {
 		ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
 		streams = append(streams, ls)
 	}
-	eventually(t, 5*time.Second, "3 streams parked", func() bool { return e.s.parkedCount() == 3 })
+	testutil.Eventually(t, 5*time.Second, "3 streams parked", func() bool { return e.s.parkedCount() == 3 })
 	for _, ls := range streams {
 		ls.resp.Body.Close()
 	}
-	eventually(t, 2*time.Second, "the streams close", func() bool { return e.s.Open() == 0 && e.s.parkedCount() == 0 })
+	testutil.Eventually(t, 2*time.Second, "the streams close", func() bool { return e.s.Open() == 0 && e.s.parkedCount() == 0 })
 }
 
 func TestParkedBurstOverQueueThenRevokedEnd(t *testing.T) {
@@ -80,7 +81,7 @@ func TestParkedBurstOverQueueThenRevokedEnd(t *testing.T) {
 	ch := channel.MustMake("test", benchTenant, "end")
 	ls := openLines(t, e, ch)
 	ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
-	eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
 	// Within one coalescing window, more events than the queue holds, to a
 	// client that reads: they are written at once, not counted against it.
 	publishN(t, e, ch, 2)
@@ -89,11 +90,11 @@ func TestParkedBurstOverQueueThenRevokedEnd(t *testing.T) {
 	if err := e.b.Revoke(context.Background(), broker.Revocation{Tenant: benchTenant}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	ls.until(t, 5*time.Second, func(l string) bool { return strings.Contains(l, CondAccessRevoked) })
+	ls.until(t, 5*time.Second, func(l string) bool { return strings.Contains(l, string(event.EndAccessRevoked)) })
 	if err := ls.end(t); !errors.Is(err, io.EOF) {
 		t.Fatalf("body ended with %v", err)
 	}
-	eventually(t, 2*time.Second, "the stream closes", func() bool { return e.s.Open() == 0 })
+	testutil.Eventually(t, 2*time.Second, "the stream closes", func() bool { return e.s.Open() == 0 })
 }
 
 func TestCloseEndsParkedStreams(t *testing.T) {
@@ -101,7 +102,7 @@ func TestCloseEndsParkedStreams(t *testing.T) {
 	ch := channel.MustMake("test", benchTenant, "close")
 	ls := openLines(t, e, ch)
 	ls.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
-	eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the stream is parked", func() bool { return e.s.parkedCount() == 1 })
 	e.s.Close()
 	_ = ls.end(t)
 	if e.s.Open() != 0 {
@@ -122,7 +123,7 @@ func TestCloseEndsParkedStreams(t *testing.T) {
 func onlyParked(t *testing.T, e *benchEnv) *parked {
 	t.Helper()
 	var p *parked
-	eventually(t, 5*time.Second, "one stream parked", func() bool { return e.s.parkedCount() == 1 })
+	testutil.Eventually(t, 5*time.Second, "one stream parked", func() bool { return e.s.parkedCount() == 1 })
 	pl := e.s.pl.Load()
 	for i := range pl.table {
 		sh := &pl.table[i]
@@ -233,7 +234,7 @@ func TestParkedShortWriteDrains(t *testing.T) {
 			t.Fatalf("%d of %d events", got, n)
 		}
 	}
-	eventually(t, 5*time.Second, "unblocked", func() bool { return !p.isBlocked() })
+	testutil.Eventually(t, 5*time.Second, "unblocked", func() bool { return !p.isBlocked() })
 	burst(t, e, ch, 1, []byte("1"))
 	if ev := <-evs; ev != "test.tick" {
 		t.Fatalf("after catching up: %q", ev)
@@ -263,7 +264,7 @@ func TestParkedClientInput(t *testing.T) {
 	junk := make([]byte, 256<<10)
 	_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, _ = nc.Write(junk)
-	eventually(t, 5*time.Second, "the flooding client is dropped", func() bool { return e.s.Open() == 0 })
+	testutil.Eventually(t, 5*time.Second, "the flooding client is dropped", func() bool { return e.s.Open() == 0 })
 	if m.count("client-gone") != 1 {
 		t.Fatalf("closed as %v", m.m)
 	}
@@ -285,11 +286,11 @@ func TestParkedExpiryWhileFull(t *testing.T) {
 	if time.Now().After(exp) {
 		t.Skip("the socket took too long to fill")
 	}
-	eventually(t, time.Until(exp)+1500*time.Millisecond, "the stream ends", func() bool { return e.s.Open() == 0 })
+	testutil.Eventually(t, time.Until(exp)+1500*time.Millisecond, "the stream ends", func() bool { return e.s.Open() == 0 })
 	if now := time.Now(); now.Before(exp) {
 		t.Fatalf("ended at %v, before the expiry %v", now, exp)
 	}
-	if m.count(CondTokenExpired) != 1 {
+	if m.count(event.EndTokenExpired) != 1 {
 		t.Fatalf("closed as %v", m.m)
 	}
 }
@@ -334,7 +335,7 @@ func TestParkedClientGoneMidWrite(t *testing.T) {
 	p := onlyParked(t, e)
 	fillUntilBlocked(t, e, ch, p)
 	nc.Close()
-	eventually(t, 3*time.Second, "the stream closes", func() bool { return e.s.Open() == 0 })
+	testutil.Eventually(t, 3*time.Second, "the stream closes", func() bool { return e.s.Open() == 0 })
 	if m.count("client-gone") != 1 {
 		t.Fatalf("closed as %v", m.m)
 	}

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluicehq/sluice/event"
 )
 
 // The poller's scheduling and writing: streams queued for a writer, the
@@ -198,13 +200,13 @@ func (pl *poller) service(p *parked, buf []byte) []byte {
 		p.flags, p.due, p.hurried = 0, 0, false
 		cond := c.cond
 		c.mu.Unlock()
-		ending := "write-error" // the reason if writing fails from here
+		ending := event.EndWriteError // the reason if writing fails from here
 		if cond != "" {
 			ending = cond
 		}
 		switch {
 		case fl&flagGone != 0:
-			pl.closePark(p, "client-gone")
+			pl.closePark(p, event.EndClientGone)
 			return buf
 		case fl&flagStalled != 0:
 			pl.closePark(p, ending)
@@ -398,7 +400,7 @@ func frameChunk(buf []byte, final bool) ([]byte, int) {
 // closePark ends a parked stream: the socket is closed and everything the
 // stream held released. Only the writer servicing p calls it (or shutdown,
 // once the writers are gone).
-func (pl *poller) closePark(p *parked, reason string) {
+func (pl *poller) closePark(p *parked, reason event.EndReason) {
 	c := p.c
 	c.mu.Lock()
 	p.closed = true

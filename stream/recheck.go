@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/problem"
 )
 
@@ -115,9 +116,9 @@ func (s *Server) recheck() {
 					continue
 				}
 				if p, ok := problem.As(err); ok {
-					cond := CondAccessRevoked
+					cond := event.EndAccessRevoked
 					if p.Code == problem.CodeTokenExpired {
-						cond = CondTokenExpired
+						cond = event.EndTokenExpired
 					}
 					for _, c := range g.conns {
 						c.finish(cond, 0)

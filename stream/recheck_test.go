@@ -108,7 +108,7 @@ func TestRecheckGroupedDuringOutage(t *testing.T) {
 	for _, c := range conns {
 		if c.ended.Load() {
 			ended++
-			if cond, _ := c.condition(); cond != CondAccessRevoked || c.p.User != "u7" {
+			if cond, _ := c.condition(); cond != event.EndAccessRevoked || c.p.User != "u7" {
 				t.Errorf("%s ended with %s", c.p.User, cond)
 			}
 		}

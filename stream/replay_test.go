@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/broker/memory"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // TestResumesFromOldCursorHoldLittleMemory: 20 clients that never read
@@ -31,7 +32,7 @@ func TestResumesFromOldCursorHoldLittleMemory(t *testing.T) {
 	got := first.until(t, 5*time.Second, func(l string) bool { return l == "event: stream-open" })
 	cursor := strings.TrimPrefix(got[len(got)-2], "id: ")
 	first.resp.Body.Close()
-	eventually(t, 5*time.Second, "the first stream closes", func() bool { return e.s.Open() == 0 })
+	testutil.Eventually(t, 5*time.Second, "the first stream closes", func() bool { return e.s.Open() == 0 })
 
 	data := []byte(`"` + strings.Repeat("h", 6000) + `"`)
 	for range 100 {
@@ -50,7 +51,7 @@ func TestResumesFromOldCursorHoldLittleMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "20 streams open", func() bool { return e.s.Open() == 20 })
+	testutil.Eventually(t, 10*time.Second, "20 streams open", func() bool { return e.s.Open() == 20 })
 	var peak uint64
 	for range 10 { // while the replays wait on the sockets
 		time.Sleep(100 * time.Millisecond)

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/sluicehq/sluice/event"
 )
 
 // output is where a stream served by a goroutine writes: the response, or a
@@ -57,7 +59,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, c *conn, st start) 
 		err = wr.flush()
 	}
 	if err != nil {
-		s.closed(c, wr, opened, "write-error")
+		s.closed(c, wr, opened, event.EndWriteError)
 		return false
 	}
 	done := r.Context().Done()
@@ -122,7 +124,7 @@ func appendChunkHeader(b []byte, n int) []byte {
 }
 
 // closed records the end of a stream: metrics and the log line.
-func (s *Server) closed(c *conn, wr *writer, opened time.Time, reason string) {
+func (s *Server) closed(c *conn, wr *writer, opened time.Time, reason event.EndReason) {
 	d := time.Since(opened)
 	s.cfg.Metrics.StreamClosed(reason, d)
 	s.cfg.Logger.Info("stream closed", "principal", c.p, "channels", len(c.chans),
@@ -133,7 +135,7 @@ func (s *Server) closed(c *conn, wr *writer, opened time.Time, reason string) {
 // an end, a keep-alive due, the credential's expiry), has the writer
 // compose it (next) and writes it, until the stream ends, and returns why
 // it ended. done is closed when the client goes away.
-func (s *Server) loop(done <-chan struct{}, c *conn, wr *writer) string {
+func (s *Server) loop(done <-chan struct{}, c *conn, wr *writer) event.EndReason {
 	ka := time.NewTimer(s.cfg.KeepAlive)
 	defer ka.Stop()
 	var expired <-chan time.Time
@@ -146,12 +148,12 @@ func (s *Server) loop(done <-chan struct{}, c *conn, wr *writer) string {
 		kaDue := false
 		select {
 		case <-done:
-			return "client-gone"
+			return event.EndClientGone
 		case <-c.notify:
 		case <-ka.C:
 			kaDue = true
 		case <-expired:
-			c.finish(CondTokenExpired, 0)
+			c.finish(event.EndTokenExpired, 0)
 			continue
 		}
 		cond := wr.next(kaDue)
@@ -164,7 +166,7 @@ func (s *Server) loop(done <-chan struct{}, c *conn, wr *writer) string {
 			if cond, _ := c.condition(); cond != "" {
 				return cond // e.g. slow-consumer: cut while the write was stuck
 			}
-			return "write-error"
+			return event.EndWriteError
 		}
 		if wrote || kaDue {
 			ka.Reset(s.cfg.KeepAlive)

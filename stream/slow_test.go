@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/metrics"
 )
 
@@ -18,19 +19,19 @@ import (
 type closeReasons struct {
 	metrics.Nop
 	mu sync.Mutex
-	m  map[string]int
+	m  map[event.EndReason]int
 }
 
-func (r *closeReasons) StreamClosed(reason string, _ time.Duration) {
+func (r *closeReasons) StreamClosed(reason event.EndReason, _ time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
-		r.m = map[string]int{}
+		r.m = map[event.EndReason]int{}
 	}
 	r.m[reason]++
 }
 
-func (r *closeReasons) count(reason string) int {
+func (r *closeReasons) count(reason event.EndReason) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.m[reason]
@@ -107,11 +108,11 @@ func TestBurstCutsOnlyTheClientThatDoesNotRead(t *testing.T) {
 			readers = append(readers, readPromptly(t, e, ch))
 		}
 		neverRead(t, e, ch)
-		eventually(t, 5*time.Second, "11 streams open", func() bool { return e.s.Open() == 11 })
+		testutil.Eventually(t, 5*time.Second, "11 streams open", func() bool { return e.s.Open() == 11 })
 		data := []byte(`{"text":"` + strings.Repeat("x", 400) + `"}`)
 		burst(t, e, ch, 1000, data)
 		burst(t, e, ch, 1000, data)
-		eventually(t, 20*time.Second, "every prompt reader got 2,000 events or was cut", func() bool {
+		testutil.Eventually(t, 20*time.Second, "every prompt reader got 2,000 events or was cut", func() bool {
 			for _, r := range readers {
 				if r.events.Load() < 2000 && r.cut.Load() == nil {
 					return false
@@ -124,8 +125,8 @@ func TestBurstCutsOnlyTheClientThatDoesNotRead(t *testing.T) {
 				t.Errorf("prompt reader %d cut after %d events: %s", i, r.events.Load(), c)
 			}
 		}
-		eventually(t, 20*time.Second, "the reader that never reads is cut as a slow consumer", func() bool {
-			return m.count(CondSlowConsumer) == 1
+		testutil.Eventually(t, 20*time.Second, "the reader that never reads is cut as a slow consumer", func() bool {
+			return m.count(event.EndSlowConsumer) == 1
 		})
 	}
 }
@@ -144,7 +145,7 @@ func TestSmallQueuePromptReadersNeverCut(t *testing.T) {
 		for range 5000 {
 			burst(t, e, ch, 1, data)
 		}
-		eventually(t, 20*time.Second, "every reader got 5,000 events or was cut", func() bool {
+		testutil.Eventually(t, 20*time.Second, "every reader got 5,000 events or was cut", func() bool {
 			for _, r := range readers {
 				if r.events.Load() < 5000 && r.cut.Load() == nil {
 					return false

@@ -426,7 +426,7 @@ func (s *Server) revoked(rv broker.Revocation) {
 	s.revs.Add(1)
 	s.reg.each(func(c *conn) {
 		if rv.Covers(c.p.Tenant, c.p.User) {
-			c.finish(CondAccessRevoked, 0)
+			c.finish(event.EndAccessRevoked, 0)
 		}
 	})
 }
@@ -438,7 +438,7 @@ func (s *Server) Drain(ctx context.Context) error {
 	s.drainMu.Lock()
 	s.draining.Store(true)
 	s.drainMu.Unlock()
-	s.reg.each(func(c *conn) { c.finish(CondShuttingDown, s.drainRetry()) })
+	s.reg.each(func(c *conn) { c.finish(event.EndShuttingDown, s.drainRetry()) })
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()
 	select {
@@ -486,22 +486,22 @@ func (s *Server) writeDrain(w http.ResponseWriter) {
 	w.WriteHeader(http.StatusOK)
 	b := event.AppendRetry(nil, s.drainRetry())
 	b = append(b, '\n')
-	b = appendStreamError(b, CondShuttingDown)
+	b = appendStreamError(b, event.EndShuttingDown)
 	_, _ = w.Write(b)
 	_ = http.NewResponseController(w).Flush()
 }
 
-var conditionText = map[string]string{
-	CondTokenExpired:  "the credential expired; reconnect with a fresh one",
-	CondAccessRevoked: "access to this stream was withdrawn",
-	CondSlowConsumer:  "the client did not keep up; resume from the last id",
-	CondShuttingDown:  "the server is shutting down; reconnect",
+var conditionText = map[event.EndReason]string{
+	event.EndTokenExpired:  "the credential expired; reconnect with a fresh one",
+	event.EndAccessRevoked: "access to this stream was withdrawn",
+	event.EndSlowConsumer:  "the client did not keep up; resume from the last id",
+	event.EndShuttingDown:  "the server is shutting down; reconnect",
 }
 
-func appendStreamError(b []byte, cond string) []byte {
+func appendStreamError(b []byte, cond event.EndReason) []byte {
 	data, _ := json.Marshal(struct {
-		Condition string `json:"condition"`
-		Text      string `json:"text"`
+		Condition event.EndReason `json:"condition"`
+		Text      string          `json:"text"`
 	}{cond, conditionText[cond]})
 	return event.AppendBlock(b, "", event.TypeError, data)
 }

@@ -40,16 +40,16 @@ type writer struct {
 // a drain delivers them, then the final blocks; otherwise the queued events,
 // or a keep-alive when ka and there are none. It returns the condition the
 // stream ends with, "" when it goes on.
-func (wr *writer) next(ka bool) (cond string) {
+func (wr *writer) next(ka bool) (cond event.EndReason) {
 	c := wr.c
 	cond, retry := c.condition()
 	start := len(wr.buf)
-	if cond == "" || cond == CondShuttingDown {
+	if cond == "" || cond == event.EndShuttingDown {
 		wr.appendQueued(c)
 	}
 	switch {
 	case cond != "":
-		if cond == CondShuttingDown {
+		if cond == event.EndShuttingDown {
 			wr.buf = event.AppendRetry(wr.buf, retry)
 			wr.buf = append(wr.buf, '\n')
 		}

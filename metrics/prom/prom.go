@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/problem"
 )
@@ -28,8 +29,9 @@ const Other = "other"
 
 // Known label values. A value not listed is recorded as Other.
 var (
-	// CloseReasons are the reasons a stream ends (metrics.Recorder.StreamClosed).
-	CloseReasons = []string{"client-gone", "token-expired", "access-revoked", "slow-consumer", "shutting-down", "write-error"}
+	// CloseReasons are the reasons a stream ends (metrics.Recorder.StreamClosed):
+	// every event.EndReason.
+	CloseReasons = endReasons()
 	// ResetReasons are the reasons of stream-reset (protocol.md §5).
 	ResetReasons = []string{"cursor-unreadable", "history-unavailable"}
 	// BrokerOps are the broker operations whose round trip is observed.
@@ -194,10 +196,10 @@ func (r *Recorder) StreamOpened() { r.opened.Inc() }
 
 // StreamClosed implements metrics.Recorder. A slow-consumer close also counts
 // in sluice_slow_consumer_total.
-func (r *Recorder) StreamClosed(reason string, d time.Duration) {
-	r.closed.get(reason).Inc()
+func (r *Recorder) StreamClosed(reason event.EndReason, d time.Duration) {
+	r.closed.get(string(reason)).Inc()
 	r.duration.Observe(d.Seconds())
-	if reason == "slow-consumer" {
+	if reason == event.EndSlowConsumer {
 		r.slow.Inc()
 	}
 }
@@ -249,3 +251,12 @@ func (r *Recorder) OutboxRelayed(n int) {
 
 // OutboxDeadLettered implements outbox.Recorder.
 func (r *Recorder) OutboxDeadLettered(code string) { r.obDead.get(code).Inc() }
+
+// endReasons returns event.EndReasons as label values.
+func endReasons() []string {
+	out := make([]string, len(event.EndReasons))
+	for i, r := range event.EndReasons {
+		out[i] = string(r)
+	}
+	return out
+}

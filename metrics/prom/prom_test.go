@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/metrics/prom"
 	"github.com/sluicehq/sluice/stream"
 )
@@ -86,6 +87,7 @@ func TestLabelledCounters(t *testing.T) {
 sluice_streams_closed_total{reason="access-revoked"} 0
 sluice_streams_closed_total{reason="client-gone"} 1
 sluice_streams_closed_total{reason="other"} 1
+sluice_streams_closed_total{reason="server-closed"} 0
 sluice_streams_closed_total{reason="shutting-down"} 0
 sluice_streams_closed_total{reason="slow-consumer"} 2
 sluice_streams_closed_total{reason="token-expired"} 0
@@ -125,7 +127,7 @@ func TestCardinality(t *testing.T) {
 	before := series(t, reg)
 	for i := range 500 {
 		v := "value-" + strings.Repeat("x", i%37)
-		r.StreamClosed(v, 0)
+		r.StreamClosed(event.EndReason(v), 0)
 		r.StreamRefused(v)
 		r.PublishRefused(v)
 		r.Reset(v)
@@ -226,8 +228,8 @@ func TestNilRegisterer(t *testing.T) {
 // TestKnownValues checks that the label sets cover what the stream server
 // reports.
 func TestKnownValues(t *testing.T) {
-	for _, v := range []string{stream.CondTokenExpired, stream.CondAccessRevoked, stream.CondSlowConsumer, stream.CondShuttingDown} {
-		if !slices.Contains(prom.CloseReasons, v) {
+	for _, v := range event.EndReasons {
+		if !slices.Contains(prom.CloseReasons, string(v)) {
 			t.Errorf("close reason %q is not known", v)
 		}
 	}
