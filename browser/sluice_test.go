@@ -4,27 +4,22 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/internal/syncbuf"
-
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "write the dev console screenshot to docs/img/demo.png")
@@ -38,124 +33,57 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
 	stopChromium()
-	if bin.dir != "" {
-		os.RemoveAll(bin.dir)
-	}
+	testutil.RemoveSluiceBinary()
 	os.Exit(code)
 }
 
-// bin is cmd/sluice, built once for the package.
-var bin struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
-func sluiceBinary(t *testing.T) string {
-	t.Helper()
-	bin.once.Do(func() {
-		if bin.dir, bin.err = os.MkdirTemp("", "sluice-browser-bin-"); bin.err != nil {
-			return
-		}
-		bin.path = filepath.Join(bin.dir, "sluice")
-		out, err := exec.Command("go", "build", "-o", bin.path, "github.com/sluicehq/sluice/cmd/sluice").CombinedOutput()
-		if err != nil {
-			bin.err = fmt.Errorf("go build ./cmd/sluice: %v\n%s", err, out)
-		}
-	})
-	if bin.err != nil {
-		t.Fatal(bin.err)
-	}
-	return bin.path
-}
-
-// syncBuffer collects concurrent output.
-type syncBuffer = syncbuf.Buffer
-
 // proc is a running sluice process.
 type proc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	exited chan struct{}
-	err    error // of Wait, once exited is closed
-	base   string
+	*testutil.Sluice
+	t    *testing.T
+	base string
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
-
 // startSluice runs cmd/sluice with env (SLUICE_* variables of the test's own
-// environment are not passed on) and waits until it listens. The process is
+// environment are not passed on) and waits until it is ready. The process is
 // killed when the test ends, if still running.
 func startSluice(t *testing.T, args []string, env ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(sluiceBinary(t), args...)
+	var environ []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SLUICE_") {
-			cmd.Env = append(cmd.Env, kv)
+			environ = append(environ, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "SLUICE_LOG_FORMAT=text")
-	cmd.Env = append(cmd.Env, env...)
-	p := &proc{t: t, cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	environ = append(environ, "SLUICE_LOG_FORMAT=text")
+	environ = append(environ, env...)
+	s := testutil.StartSluice(t, testutil.SluiceConfig{Args: args, Env: environ, Ready: func(s *testutil.Sluice) bool {
+		resp, err := http.Get(s.URL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}})
 	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.exited
-		}
 		if t.Failed() {
-			t.Logf("sluice output:\n%s", p.out.String())
+			t.Logf("sluice output:\n%s", s.Output)
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if m := listeningRE.FindStringSubmatch(p.out.String()); m != nil {
-			p.base = "http://" + m[1]
-			break
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("sluice exited at start (%v):\n%s", p.err, p.out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sluice did not listen within 20s:\n%s", p.out.String())
-		}
-	}
-	for {
-		resp, err := http.Get(p.base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sluice not ready within 20s (%v):\n%s", err, p.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return &proc{Sluice: s, t: t, base: s.URL}
 }
 
 // stop sends SIGTERM and waits for a clean exit (the graceful drain).
 func (p *proc) stop() {
 	p.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.exited:
+	case <-p.Done:
 	case <-time.After(40 * time.Second):
 		p.t.Fatal("sluice did not exit within 40s of SIGTERM")
 	}
-	if p.err != nil {
-		p.t.Fatalf("sluice exited with %v", p.err)
+	if !p.Cmd.ProcessState.Success() {
+		p.t.Fatalf("sluice exited with %v", p.Cmd.ProcessState)
 	}
 }
 
