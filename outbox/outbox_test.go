@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // testDB returns the URL of a schema of the test's own in the PostgreSQL of
@@ -114,17 +115,6 @@ func (s *sink) count() int {
 	return s.total
 }
 
-func eventually(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func startRelay(t *testing.T, u string, s *sink, poll time.Duration) context.CancelFunc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -197,7 +187,7 @@ func TestRelayCommittedInOrderRolledBackNever(t *testing.T) {
 			want = append(want, fmt.Sprintf(`{"n": %d}`, i))
 		}
 	}
-	eventually(t, 10*time.Second, "every committed row published", func() bool { return s.count() == 2*len(want) })
+	testutil.Eventually(t, 10*time.Second, "every committed row published", func() bool { return s.count() == 2*len(want) })
 	s.mu.Lock()
 	for _, ch := range []string{"a:1:x", "a:1:y"} {
 		if got := strings.Join(s.byCh[ch], ","); got != strings.Join(want, ",") {
@@ -205,7 +195,7 @@ func TestRelayCommittedInOrderRolledBackNever(t *testing.T) {
 		}
 	}
 	s.mu.Unlock()
-	eventually(t, 5*time.Second, "outbox emptied", func() bool { return remaining(t, c, "sluice_outbox") == 0 })
+	testutil.Eventually(t, 5*time.Second, "outbox emptied", func() bool { return remaining(t, c, "sluice_outbox") == 0 })
 }
 
 // TestRelayCommitOrderNotIDOrder: a transaction that inserted first but
@@ -227,7 +217,7 @@ func TestRelayCommitOrderNotIDOrder(t *testing.T) {
 	}
 	s := newSink()
 	startRelay(t, u, s, 50*time.Millisecond)
-	eventually(t, 10*time.Second, "both published", func() bool { return s.count() == 2 })
+	testutil.Eventually(t, 10*time.Second, "both published", func() bool { return s.count() == 2 })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if got := strings.Join(s.byCh["a:1:x"], ","); got != `"second insert, first commit","first insert, last commit"` {
@@ -247,9 +237,9 @@ func TestRelayPoisonRowDeadLettered(t *testing.T) {
 		[3]string{"a:1:x", "doc.updated", "1"},
 		[3]string{"a:1:x", "NotAnEvent", "2"},
 		[3]string{"a:1:x", "doc.updated", "3"})
-	eventually(t, 10*time.Second, "the good rows published", func() bool { return s.count() == 2 })
+	testutil.Eventually(t, 10*time.Second, "the good rows published", func() bool { return s.count() == 2 })
 	var reason, event string
-	eventually(t, 5*time.Second, "the poison row dead-lettered", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the poison row dead-lettered", func() bool {
 		return c.QueryRow(context.Background(), "SELECT event, reason FROM sluice_outbox_dead").Scan(&event, &reason) == nil
 	})
 	if event != "NotAnEvent" || !strings.HasPrefix(reason, "invalid_event:") {
@@ -278,7 +268,7 @@ func TestRelayBrokerDownRetries(t *testing.T) {
 	s.mu.Lock()
 	s.fail = false
 	s.mu.Unlock()
-	eventually(t, 10*time.Second, "published after the broker is back", func() bool { return s.count() == 2 })
+	testutil.Eventually(t, 10*time.Second, "published after the broker is back", func() bool { return s.count() == 2 })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if got := strings.Join(s.byCh["a:1:x"], ","); got != "1,2" {
@@ -302,7 +292,7 @@ func TestRelayTwoInstancesOneLease(t *testing.T) {
 			stop1()
 		}
 	}
-	eventually(t, 20*time.Second, "all published", func() bool { return s.count() == 200 })
+	testutil.Eventually(t, 20*time.Second, "all published", func() bool { return s.count() == 200 })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if got := strings.Join(s.byCh["a:1:x"], ","); got != strings.Join(want, ",") {
@@ -363,7 +353,7 @@ func TestRelayRowLevelSecurity(t *testing.T) {
 	if err := asTenant("t1", "docs:t2:a"); err == nil || !strings.Contains(err.Error(), "row-level security") {
 		t.Fatalf("insert for another tenant: %v, want a row-level security refusal", err)
 	}
-	eventually(t, 10*time.Second, "the tenant's row published", func() bool { return s.count() == 1 })
+	testutil.Eventually(t, 10*time.Second, "the tenant's row published", func() bool { return s.count() == 1 })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.byCh["docs:t1:a"]) != 1 || len(s.byCh["docs:t2:a"]) != 0 {
@@ -441,16 +431,16 @@ func TestRelayRepublishesSameGroup(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	// A first batch goes through: from then on rows are grouped.
 	insert(t, c, true, [3]string{"a:1:x", "doc.updated", "0"})
-	eventually(t, 10*time.Second, "the first row published", func() bool { return s.count() == 1 })
+	testutil.Eventually(t, 10*time.Second, "the first row published", func() bool { return s.count() == 1 })
 	mu.Lock()
 	armed = true
 	mu.Unlock()
 	insert(t, c, true, [3]string{"a:1:x", "doc.updated", "1"}, [3]string{"a:1:x", "doc.updated", "2"})
-	eventually(t, 10*time.Second, "the group published", func() bool { return s.count() == 3 })
+	testutil.Eventually(t, 10*time.Second, "the group published", func() bool { return s.count() == 3 })
 	insert(t, c, true, [3]string{"a:1:x", "doc.updated", "3"})
 	close(lost)
-	eventually(t, 10*time.Second, "the rest published", func() bool { return s.count() == 4 })
-	eventually(t, 5*time.Second, "outbox and in-flight records emptied", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the rest published", func() bool { return s.count() == 4 })
+	testutil.Eventually(t, 5*time.Second, "outbox and in-flight records emptied", func() bool {
 		return remaining(t, c, "sluice_outbox") == 0 && remaining(t, c, "sluice_outbox_inflight") == 0
 	})
 	s.mu.Lock()
@@ -469,7 +459,7 @@ func TestRelayLeasePerTable(t *testing.T) {
 	startRelay(t, u2, s2, 20*time.Millisecond)
 	insert(t, connect(t, u1), true, [3]string{"a:1:x", "doc.updated", "1"})
 	insert(t, connect(t, u2), true, [3]string{"a:1:x", "doc.updated", "1"})
-	eventually(t, 10*time.Second, "both outboxes relayed", func() bool { return s1.count() == 1 && s2.count() == 1 })
+	testutil.Eventually(t, 10*time.Second, "both outboxes relayed", func() bool { return s1.count() == 1 && s2.count() == 1 })
 }
 
 // TestRelayAfterRestartIdentity: after TRUNCATE … RESTART IDENTITY, new
@@ -480,12 +470,12 @@ func TestRelayAfterRestartIdentity(t *testing.T) {
 	s := newSink()
 	startRelay(t, u, s, 20*time.Millisecond)
 	insert(t, c, true, [3]string{"a:1:x", "doc.updated", "1"})
-	eventually(t, 10*time.Second, "the first row published", func() bool { return s.count() == 1 })
+	testutil.Eventually(t, 10*time.Second, "the first row published", func() bool { return s.count() == 1 })
 	if _, err := c.Exec(context.Background(), "TRUNCATE sluice_outbox RESTART IDENTITY"); err != nil {
 		t.Fatal(err)
 	}
 	insert(t, c, true, [3]string{"a:1:x", "doc.updated", "2"})
-	eventually(t, 10*time.Second, "the row with a reused id published", func() bool { return s.count() == 2 })
+	testutil.Eventually(t, 10*time.Second, "the row with a reused id published", func() bool { return s.count() == 2 })
 }
 
 // TestRelayNonSuperuserOwnerUnderForcedRLS: the relay connects as the
@@ -557,8 +547,8 @@ func TestRelayNonSuperuserOwnerUnderForcedRLS(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatalf("commit (the numbering trigger runs as %s): %v", relayRole, err)
 	}
-	eventually(t, 10*time.Second, "relayed by the non-superuser owner", func() bool { return s.count() == 2 })
-	eventually(t, 5*time.Second, "deleted", func() bool { return remaining(t, owner, "sluice_outbox") == 0 })
+	testutil.Eventually(t, 10*time.Second, "relayed by the non-superuser owner", func() bool { return s.count() == 2 })
+	testutil.Eventually(t, 5*time.Second, "deleted", func() bool { return remaining(t, owner, "sluice_outbox") == 0 })
 }
 
 // TestRelayTakeoverKeepsSingleRowKeys: a holder dies mid-batch after it
@@ -595,16 +585,16 @@ func TestRelayTakeoverKeepsSingleRowKeys(t *testing.T) {
 	}()
 	defer func() { close(release); cancel1(); <-done1 }()
 	insert(t, c, true, [3]string{"a:1:x", "doc.updated", `"a0"`})
-	eventually(t, 10*time.Second, "the first row published", func() bool { return s.count() == 1 })
+	testutil.Eventually(t, 10*time.Second, "the first row published", func() bool { return s.count() == 1 })
 	insert(t, c, true, [3]string{"a:1:x", "doc.updated", `"a1"`})
-	eventually(t, 10*time.Second, "a clean batch", func() bool { return s.count() == 2 })
+	testutil.Eventually(t, 10*time.Second, "a clean batch", func() bool { return s.count() == 2 })
 	mu.Lock()
 	armed = true
 	mu.Unlock()
 	// One batch: a group of a:1:x (in flight forever), b:1:x's lone row.
 	insert(t, c, true, [3]string{"a:1:x", "doc.updated", `"a2"`}, [3]string{"a:1:x", "doc.updated", `"a3"`},
 		[3]string{"b:1:x", "doc.updated", `"b0"`})
-	eventually(t, 10*time.Second, "the lone row published", func() bool { return s.count() == 3 })
+	testutil.Eventually(t, 10*time.Second, "the lone row published", func() bool { return s.count() == 3 })
 	insert(t, c, true, [3]string{"b:1:x", "doc.updated", `"b1"`})
 	// SIGKILL: its connection (and lease) goes, nothing more is published.
 	mu.Lock()
@@ -618,7 +608,7 @@ func TestRelayTakeoverKeepsSingleRowKeys(t *testing.T) {
 		t.Fatalf("terminating the lease holder: %v %v", killed, err)
 	}
 	startRelay(t, u, s, 20*time.Millisecond)
-	eventually(t, 10*time.Second, "the rest published", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the rest published", func() bool {
 		return remaining(t, c, "sluice_outbox") == 0 && remaining(t, c, "sluice_outbox_inflight") == 0
 	})
 	s.mu.Lock()

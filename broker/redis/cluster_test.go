@@ -3,10 +3,12 @@ package redis_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/broker/brokertest"
 	"github.com/sluicehq/sluice/internal/redistest"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // clusterOf starts a 3-master Redis Cluster of the test's own and returns its
@@ -44,7 +46,7 @@ func TestClusterReadyFollowsState(t *testing.T) {
 		t.Fatalf("Ready on a healthy cluster: %v", err)
 	}
 	c.Nodes[2].Kill()
-	poll(t, "Ready to fail once a master is gone", func() bool {
+	testutil.Eventually(t, 15*time.Second, "Ready to fail once a master is gone", func() bool {
 		return errors.Is(b.Ready(t.Context()), broker.ErrUnavailable)
 	})
 }

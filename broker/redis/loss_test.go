@@ -4,12 +4,14 @@ import (
 	"errors"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/broker"
 	"github.com/sluicehq/sluice/broker/brokertest"
 	redisbroker "github.com/sluicehq/sluice/broker/redis"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // behindProxy returns a broker whose connections go through a proxy the
@@ -46,7 +48,7 @@ func TestHistoryLossWhileDisconnected(t *testing.T) {
 	r.Wait(t, ch, 1)
 
 	px.down()
-	poll(t, "b to see Redis gone", func() bool { return errors.Is(b.Ready(t.Context()), broker.ErrUnavailable) })
+	testutil.Eventually(t, 15*time.Second, "b to see Redis gone", func() bool { return errors.Is(b.Ready(t.Context()), broker.ErrUnavailable) })
 	deleteKeys(t, admin(t), prefix+"m:") // Redis restarted empty
 	deleteKeys(t, admin(t), prefix+"s:")
 	var fresh []event.Position
@@ -93,7 +95,7 @@ func TestCatchUpQuietChannel(t *testing.T) {
 		t.Fatalf("Heads = %v, %v; want %v", hs, err, first)
 	}
 	px.down()
-	poll(t, "b to see Redis gone", func() bool { return errors.Is(b.Ready(t.Context()), broker.ErrUnavailable) })
+	testutil.Eventually(t, 15*time.Second, "b to see Redis gone", func() bool { return errors.Is(b.Ready(t.Context()), broker.ErrUnavailable) })
 	var missed []event.Position
 	for range 3 {
 		missed = append(missed, publish(t, other, ch))

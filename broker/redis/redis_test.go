@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/internal/redistest"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // testURL returns the Redis of the tests, or skips.
@@ -201,14 +202,14 @@ func TestReconnect(t *testing.T) {
 		publish(t, other, ch)
 	}
 	// b's own publishing comes back.
-	poll(t, "publish on b to succeed", func() bool {
+	testutil.Eventually(t, 15*time.Second, "publish on b to succeed", func() bool {
 		_, err := b.Publish(t.Context(), []event.Message{{Channel: ch, Type: "test.event", Data: []byte(`1`)}})
 		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
 			t.Fatalf("publish error %v is not ErrUnavailable", err)
 		}
 		return err == nil
 	})
-	poll(t, "b to be ready", func() bool { return b.Ready(t.Context()) == nil })
+	testutil.Eventually(t, 15*time.Second, "b to be ready", func() bool { return b.Ready(t.Context()) == nil })
 	last := publish(t, other, ch)
 	// Every event, in order, without a gap and without a duplicate.
 	evs := r.Wait(t, ch, int(last.Offset))
@@ -221,7 +222,7 @@ func TestReconnect(t *testing.T) {
 	if err := other.Revoke(t.Context(), broker.Revocation{Tenant: "3f1c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", At: time.Now()}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "the revocation to reach b", func() bool { return revoked.Load() > 0 })
+	testutil.Eventually(t, 15*time.Second, "the revocation to reach b", func() bool { return revoked.Load() > 0 })
 }
 
 // killClients waits until at least want connections are named name (a
@@ -257,17 +258,6 @@ func killClients(t *testing.T, name string, want int) int {
 		}
 	}
 	return len(ids)
-}
-
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 type roundTrips struct{ n atomic.Int64 }
@@ -322,7 +312,7 @@ func TestGarbageDropped(t *testing.T) {
 	if evs := r.Wait(t, ch, 1); len(evs) != 1 || evs[0].Pos != p {
 		t.Fatalf("received %d events, first at %v; want only %v", len(evs), evs[0].Pos, p)
 	}
-	poll(t, "the garbage to be counted", func() bool { return b.Dropped() == 9 })
+	testutil.Eventually(t, 15*time.Second, "the garbage to be counted", func() bool { return b.Dropped() == 9 })
 }
 
 // BenchmarkPublish measures single-event publishes from parallel goroutines
@@ -473,7 +463,7 @@ func TestRedisUnreachable(t *testing.T) {
 	r.Wait(t, ch, 1)
 
 	px.down()
-	poll(t, "Ready to fail", func() bool { return errors.Is(b.Ready(t.Context()), broker.ErrUnavailable) })
+	testutil.Eventually(t, 15*time.Second, "Ready to fail", func() bool { return errors.Is(b.Ready(t.Context()), broker.ErrUnavailable) })
 	_, err := b.Publish(t.Context(), []event.Message{{Channel: ch, Type: "test.event", Data: []byte(`1`)}})
 	if !errors.Is(err, broker.ErrUnavailable) {
 		t.Fatalf("Publish while unreachable = %v, want ErrUnavailable", err)
@@ -487,7 +477,7 @@ func TestRedisUnreachable(t *testing.T) {
 	}
 
 	px.up()
-	poll(t, "Ready again", func() bool { return b.Ready(t.Context()) == nil })
+	testutil.Eventually(t, 15*time.Second, "Ready again", func() bool { return b.Ready(t.Context()) == nil })
 	last := publish(t, other, ch)
 	evs := r.Wait(t, ch, int(last.Offset))
 	for i, ev := range evs {
@@ -495,7 +485,7 @@ func TestRedisUnreachable(t *testing.T) {
 			t.Fatalf("event %d at %v", i, ev.Pos)
 		}
 	}
-	poll(t, "publish to succeed", func() bool {
+	testutil.Eventually(t, 15*time.Second, "publish to succeed", func() bool {
 		_, err := b.Publish(t.Context(), []event.Message{{Channel: ch, Type: "test.event", Data: []byte(`2`)}})
 		return err == nil
 	})
