@@ -89,7 +89,7 @@ func toWire(evs []Event) ([]wireEvent, error) {
 // Idempotency-Key header of POST /publish): the first call with key
 // publishes; a repeat within the history TTL, on any instance, publishes
 // nothing and returns the first call's positions. A key names one batch:
-// reused for a batch of another length it is refused (422).
+// reused for another batch (other events, data or order) it is refused (422).
 func (g *Gateway) PublishIdempotent(ctx context.Context, key string, evs []Event) ([]event.Position, error) {
 	w, err := toWire(evs)
 	if err != nil {

@@ -31,7 +31,7 @@ var ErrUnavailable = errors.New("broker: unavailable")
 var ErrClosed = errors.New("broker: closed")
 
 // ErrIdempotencyConflict is returned by PublishIdempotent when the key was
-// used, within the history TTL, for a batch of another length.
+// used, within the history TTL, for another batch (see Fingerprint).
 var ErrIdempotencyConflict = errors.New("broker: idempotency key already used for another batch")
 
 // PartialError is returned (wrapped or not) by a Publish that applied some
@@ -132,8 +132,8 @@ type Broker interface {
 	// PublishIdempotent is Publish under an idempotency key: the first call
 	// with key publishes; a later one with the same key within the history
 	// TTL, on any instance of the deployment, publishes nothing and returns
-	// the first one's positions (or ErrIdempotencyConflict for a batch of
-	// another length). Concurrent calls with one key publish once. After a
+	// the first one's positions (or ErrIdempotencyConflict for another batch:
+	// other events, data or order). Concurrent calls with one key publish once. After a
 	// *PartialError, a retry publishes what was not applied.
 	PublishIdempotent(ctx context.Context, key string, msgs []event.Message) ([]event.Position, error)
 
