@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/server"
 )
 
@@ -517,8 +518,7 @@ func TestProblemListener(t *testing.T) {
 	go func() { _ = srv2.Serve(plain) }()
 	t.Cleanup(func() { _ = srv2.Close() })
 	streams := func(addr, user string) int {
-		req := "GET /events?channel=" + url.QueryEscape(chanName("doc", tenantA, "pl")) + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-			token(t, user, tenantA, time.Hour, nil) + "\r\n\r\n"
+		req := rawStreamRequest(url.Values{"channel": {chanName("doc", tenantA, "pl")}}, token(t, user, tenantA, time.Hour, nil))
 		open := gw.OpenStreams()
 		before := runtime.NumGoroutine()
 		for range 50 {
@@ -528,19 +528,9 @@ func TestProblemListener(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = c.Close() })
 			_, _ = io.WriteString(c, req)
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			br := bufio.NewReader(c)
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					t.Fatalf("stream: %v", err)
-				}
-				if strings.HasPrefix(line, "event: stream-open") {
-					break
-				}
-			}
+			readOpening(t, c, 5*time.Second)
 		}
-		eventually(t, 5*time.Second, "50 streams open", func() bool { return gw.OpenStreams() == open+50 })
+		testutil.Eventually(t, 5*time.Second, "50 streams open", func() bool { return gw.OpenStreams() == open+50 })
 		time.Sleep(100 * time.Millisecond) // let parking settle
 		return runtime.NumGoroutine() - before
 	}

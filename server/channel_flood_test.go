@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/redistest"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/server"
 )
 
@@ -41,7 +42,7 @@ func TestChannelNameFloodLeavesNoState(t *testing.T) {
 			cancel()
 			resp.Body.Close()
 		}
-		eventually(t, 10*time.Second, "every flood stream closed", func() bool { return e.gw.OpenStreams() == 0 })
+		testutil.Eventually(t, 10*time.Second, "every flood stream closed", func() bool { return e.gw.OpenStreams() == 0 })
 	}
 
 	t.Run("memory", func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/server"
 )
 
@@ -131,7 +132,8 @@ func FuzzEventsRequest(f *testing.F) {
 			return
 		}
 		body := rec.Body.String()
-		if !strings.HasPrefix(body, "retry: ") || !strings.Contains(body, "\nevent: stream-open\n") {
+		first, err := testutil.NewBlockReader(strings.NewReader(body)).Next()
+		if err != nil || first.Retry == "" || first.Event != "stream-open" {
 			t.Fatalf("200 without a stream-open block: %q", body)
 		}
 		// Which valid tokens did the request hold, anywhere?
@@ -146,8 +148,7 @@ func FuzzEventsRequest(f *testing.F) {
 				held[tn] = true
 			}
 		}
-		_, rest, _ := strings.Cut(body, "\nevent: stream-open\ndata: ")
-		line, _, _ := strings.Cut(rest, "\n")
+		line := first.Data
 		var open struct{ Channels []string }
 		if err := json.Unmarshal([]byte(line), &open); err != nil || len(open.Channels) == 0 {
 			t.Fatalf("stream-open data %q", line)

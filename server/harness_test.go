@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,7 +18,9 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/server"
 )
 
@@ -81,6 +84,7 @@ func token(t testing.TB, user, tenant string, ttl time.Duration, extra map[strin
 	return s
 }
 
+// chanName is the canonical name of channel prefix:tenant:res.
 func chanName(prefix, tenant, res string) string {
 	return channel.MustMake(prefix, tenant, res).String()
 }
@@ -106,6 +110,7 @@ func (e *env) mustPublish(ch, typ string, data any) string {
 	return reply["ids"].([]any)[0].(string)
 }
 
+// doJSON sends req and returns its status and JSON reply (nil if empty).
 func doJSON(t testing.TB, req *http.Request) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
@@ -223,11 +228,38 @@ func (s *stream) ended(d time.Duration) {
 	}
 }
 
+// streamError reads until the stream-error event and returns its condition.
+func (s *stream) streamError(d time.Duration) string {
+	s.t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case ev, ok := <-s.events:
+			if !ok {
+				s.t.Fatalf("stream ended without stream-error")
+			}
+			if ev.Type != "stream-error" {
+				continue
+			}
+			var c struct{ Condition string }
+			if err := json.Unmarshal([]byte(ev.Data), &c); err != nil {
+				s.t.Fatalf("stream-error data %q", ev.Data)
+			}
+			return c.Condition
+		case <-deadline:
+			s.t.Fatalf("no stream-error within %v", d)
+			return ""
+		}
+	}
+}
+
+// bearer is an Authorization header with bearer credential tok.
 func bearer(tok string) http.Header {
 	return http.Header{"Authorization": {"Bearer " + tok}}
 }
 
-// rawStream reads the first n bytes of a stream response verbatim.
+// rawPrefix GETs rawURL and returns the response and its body verbatim, up
+// to the end of the line where until has been read (or the end of the body).
 func rawPrefix(t testing.TB, rawURL string, header http.Header, until string) (*http.Response, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -253,14 +285,125 @@ func rawPrefix(t testing.TB, rawURL string, header http.Header, until string) (*
 	return resp, got.String()
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+// rawStreamRequest is the HTTP/1.1 request of a stream of q with bearer
+// token tok, for a test that writes it on a connection of its own.
+func rawStreamRequest(q url.Values, tok string) string {
+	return "GET /events?" + q.Encode() + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok + "\r\n\r\n"
+}
+
+// readOpening reads, on c after a stream request, the response head and the
+// event-stream blocks up to stream-open, which it returns. It fails the
+// test on a refusal, an error or after d.
+func readOpening(t testing.TB, c net.Conn, d time.Duration) testutil.Block {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("stream response: %v", err)
 	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream response: %s", resp.Status)
+	}
+	r := testutil.NewBlockReader(resp.Body)
+	for {
+		b, err := r.Next()
+		if err != nil {
+			t.Fatalf("reading the opening block: %v", err)
+		}
+		if b.Event == "stream-open" {
+			return b
+		}
+	}
+}
+
+// problemOf checks a problem+json reply.
+func problemOf(t *testing.T, resp *http.Response) map[string]any {
+	t.Helper()
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	var p map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatal(err)
+	}
+	if p["code"] == "" || p["title"] == "" || p["detail"] == nil || int(p["status"].(float64)) != resp.StatusCode {
+		t.Fatalf("incomplete problem %v", p)
+	}
+	return p
+}
+
+// issueTicket asks POST /tickets for a ticket with header credential tok.
+func issueTicket(t testing.TB, e *env, tok string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/tickets", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	st, reply := doJSON(t, req)
+	tk, _ := reply["ticket"].(string)
+	if st != http.StatusOK || tk == "" {
+		t.Fatalf("POST /tickets: %d %v", st, reply)
+	}
+	return tk
+}
+
+// refused opens rawURL and checks that it is refused with status and code
+// (any code when code is empty).
+func refused(t *testing.T, rawURL string, h http.Header, status int, code string) map[string]any {
+	t.Helper()
+	s, resp := tryOpen(t, rawURL, h)
+	if s != nil {
+		t.Fatalf("GET %s opened a stream, want %d %s", redactURL(rawURL), status, code)
+	}
+	if resp.StatusCode != status {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d (%s), want %d %s", resp.StatusCode, body, status, code)
+	}
+	p := problemOf(t, resp)
+	if code != "" && p["code"] != code {
+		t.Fatalf("code %v, want %s", p["code"], code)
+	}
+	return p
+}
+
+// redactURL is raw with its credentials redacted, for failure messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "?"
+	}
+	return auth.RedactURL(u)
+}
+
+// claims are the claims of a valid token of user in tenant, for sign.
+func claims(user, tenant string) jwt.MapClaims {
+	now := time.Now()
+	return jwt.MapClaims{"sub": user, "tenant_id": tenant, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+}
+
+// sign signs c with method m and key.
+func sign(t *testing.T, m jwt.SigningMethod, c jwt.Claims, key any) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(m, c).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// must returns v, panicking on err.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// postRevoke calls POST /revoke with the publisher key.
+func postRevoke(t *testing.T, e *env, key string, body any) (int, map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/revoke", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	return doJSON(t, req)
 }

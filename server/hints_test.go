@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/auth"
 	"github.com/sluicehq/sluice/channel"
+	"github.com/sluicehq/sluice/internal/syncbuf"
 	"github.com/sluicehq/sluice/server"
 )
 
@@ -137,7 +138,7 @@ func TestIgnoredSettingsWarn(t *testing.T) {
 			cfg := server.DefaultConfig()
 			cfg.JWTSecret = testSecret
 			tt.cfg(&cfg)
-			var buf syncBuffer
+			var buf syncbuf.Buffer
 			g, err := server.New(context.Background(), cfg, server.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
 			if err != nil {
 				t.Fatal(err)

@@ -1,7 +1,7 @@
 package server_test
 
 import (
-	"bufio"
+	"io"
 	"net"
 	"net/url"
 	"runtime"
@@ -28,21 +28,11 @@ func TestGatewayStreamsParked(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		req := "GET /events?" + url.Values{"channel": {ch}}.Encode() + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok + "\r\n\r\n"
-		if _, err := c.Write([]byte(req)); err != nil {
+		if _, err := io.WriteString(c, rawStreamRequest(url.Values{"channel": {ch}}, tok)); err != nil {
 			t.Fatal(err)
 		}
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		r := bufio.NewReader(c)
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				t.Fatalf("reading the opening block: %v", err)
-			}
-			if strings.HasPrefix(line, "event: stream-open") {
-				return c
-			}
-		}
+		readOpening(t, c, 10*time.Second)
+		return c
 	}
 	open() // whatever starts lazily (the poller) starts now
 	before := settledGoroutines()
