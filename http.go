@@ -94,9 +94,8 @@ func bodyGuard(next http.Handler, timeout time.Duration) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		// One allocation holds the writer, the body and the controller.
-		gw := &guardedWriter{ResponseWriter: w, rc: *http.NewResponseController(w)}
-		rc := &gw.rc
+		rc := http.NewResponseController(w)
+		gw := &guardedWriter{ResponseWriter: w} // its allocation holds the body too
 		_ = rc.SetReadDeadline(time.Now().Add(timeout))
 		orig := r.Body
 		body := &gw.body
@@ -146,7 +145,6 @@ func (b *guardedBody) Read(p []byte) (int, error) {
 type guardedWriter struct {
 	http.ResponseWriter
 	body  guardedBody
-	rc    http.ResponseController // of ResponseWriter
 	wrote bool
 }
 
