@@ -113,7 +113,17 @@ func Parse(s string) (Name, error) {
 	if strings.IndexByte(rest[j+1:], ':') >= 0 {
 		return Name{}, &Error{SegmentName, ErrSegments}
 	}
-	return Make(s[:i], rest[:j], rest[j+1:])
+	if err := checkPrefix(s[:i]); err != nil {
+		return Name{}, err
+	}
+	if err := CheckTenant(rest[:j]); err != nil {
+		return Name{}, err
+	}
+	if err := checkResource(rest[j+1:]); err != nil {
+		return Name{}, err
+	}
+	// s is the name already: no need to build it again as Make does.
+	return Name{s: s, p1: uint16(i), p2: uint16(i + 1 + j)}, nil
 }
 
 // String returns the name as "<prefix>:<tenant_id>:<resource_id>".
