@@ -124,11 +124,7 @@ type guardedBody struct {
 }
 
 // errBodyTimeout is the error a read of a body past its deadline returns.
-var errBodyTimeout = problem.New(http.StatusRequestTimeout, CodeBodyTimeout, "the request body did not arrive within SLUICE_BODY_TIMEOUT")
-
-// CodeBodyTimeout is the problem code of a request whose body did not
-// arrive within SLUICE_BODY_TIMEOUT (408).
-const CodeBodyTimeout = "body_timeout"
+var errBodyTimeout = problem.New(http.StatusRequestTimeout, problem.CodeBodyTimeout, "the request body did not arrive within SLUICE_BODY_TIMEOUT")
 
 func (b *guardedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)

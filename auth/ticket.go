@@ -196,10 +196,6 @@ func (s *MemoryTickets) TakeTicket(_ context.Context, id string) (Principal, boo
 	return t.p, true, nil
 }
 
-// CodeTooManyTickets is the problem code of a ticket refused because its
-// user already holds TicketLimits.MaxPerUser unredeemed tickets.
-const CodeTooManyTickets = "too_many_tickets"
-
 // TicketLimits bounds how many stream tickets one user (of one tenant) may
 // ask for; a zero field means no bound of that kind.
 type TicketLimits struct {
@@ -212,7 +208,7 @@ type TicketLimits struct {
 }
 
 // TicketRefusal is the error of a ticket refused by a limited TicketStore: a
-// 429 problem (problem.CodeRateLimited or CodeTooManyTickets) and how long
+// 429 problem (problem.CodeRateLimited or problem.CodeTooManyTickets) and how long
 // to wait before asking again, which the HTTP edge sends as Retry-After.
 type TicketRefusal struct {
 	*problem.Problem
@@ -288,7 +284,7 @@ func (s *limitedTickets) PutTicket(ctx context.Context, id string, p Principal, 
 		}
 		s.mu.Unlock()
 		return &TicketRefusal{
-			Problem: problem.New(http.StatusTooManyRequests, CodeTooManyTickets,
+			Problem: problem.New(http.StatusTooManyRequests, problem.CodeTooManyTickets,
 				"this user holds "+strconv.Itoa(s.lim.MaxPerUser)+" unused tickets, the most allowed; use one, or wait for one to expire"),
 			After: max(first.Sub(now), time.Millisecond),
 		}

@@ -259,7 +259,7 @@ func TestLimitTickets(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Advance(10 * time.Second) // the rate allows again; the cap (4) does not
-	d := refusal(put("a4", alice), auth.CodeTooManyTickets)
+	d := refusal(put("a4", alice), problem.CodeTooManyTickets)
 	if d > ttl {
 		t.Fatalf("wait %v beyond the ticket lifetime", d)
 	}
@@ -270,7 +270,7 @@ func TestLimitTickets(t *testing.T) {
 	if err := put("a4", alice); err != nil {
 		t.Fatalf("after a redemption: %v", err)
 	}
-	refusal(put("a5", alice), auth.CodeTooManyTickets)
+	refusal(put("a5", alice), problem.CodeTooManyTickets)
 	// Expiry frees them all.
 	c.Advance(ttl)
 	for i := range 3 {

@@ -14,10 +14,6 @@ import (
 	"github.com/sluicehq/sluice/problem"
 )
 
-// CodeTooManyPending is the problem code of a connection closed because its
-// client address, or the whole server, holds too many connections that have
-// not sent a complete request.
-const CodeTooManyPending = "too_many_pending_connections"
 
 // ConnsConfig sets the bounds of Conns; a zero field means no bound of that
 // kind.
@@ -260,7 +256,7 @@ func refuse(c net.Conn, status int) {
 	if status == http.StatusServiceUnavailable {
 		detail = "the server has too many connections that have not sent a request; retry later"
 	}
-	body, _ := json.Marshal(problem.New(status, CodeTooManyPending, detail))
+	body, _ := json.Marshal(problem.New(status, problem.CodeTooManyPending, detail))
 	body = append(body, '\n')
 	head := "HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
 		"Content-Type: application/problem+json\r\n" +

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/problem"
 )
 
 // fakeConn is a net.Conn with a chosen peer address that records what is
@@ -76,7 +78,7 @@ func TestConnsPerAddrClosesOldest(t *testing.T) {
 		}
 	}
 	if got := a[0].written(); !strings.HasPrefix(got, "HTTP/1.1 429 ") || !strings.Contains(got, "application/problem+json") ||
-		!strings.Contains(got, `"code":"`+CodeTooManyPending+`"`) || !strings.Contains(got, "Retry-After: 1\r\n") {
+		!strings.Contains(got, `"code":"`+problem.CodeTooManyPending+`"`) || !strings.Contains(got, "Retry-After: 1\r\n") {
 		t.Fatalf("answer %q", got)
 	}
 	if cs.Pending() != 4 || cs.Closed() != 2 {

@@ -28,11 +28,6 @@ import (
 	"github.com/sluicehq/sluice/problem"
 )
 
-// CodeURITooLong is the problem code of a request target longer than
-// MaxURLBytes (414). It sits with the 4xx codes of package problem in
-// meaning; clients branch on it the same way.
-const CodeURITooLong = "uri_too_long"
-
 // DefaultMaxAddrs is the number of client addresses whose rate is tracked
 // when Config.MaxAddrs is zero.
 const DefaultMaxAddrs = 1 << 16
@@ -175,7 +170,7 @@ func (l *Limiter) Open(tenant, user string) (userStreams, tenantStreams int) {
 }
 
 // Middleware refuses requests whose request target exceeds MaxURLBytes
-// (414, CodeURITooLong) or whose header lines exceed MaxHeaderBytes in all
+// (414, problem.CodeURITooLong) or whose header lines exceed MaxHeaderBytes in all
 // (431, problem.CodeHeadersTooLarge), counting the name and the value of
 // each line, the Host line included. Refusals are problem+json bodies and
 // the request is not read further.
@@ -185,7 +180,7 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n := l.cfg.MaxURLBytes; n > 0 && targetLen(r) > n {
-			problem.Write(w, problem.New(http.StatusRequestURITooLong, CodeURITooLong,
+			problem.Write(w, problem.New(http.StatusRequestURITooLong, problem.CodeURITooLong,
 				"the request target exceeds "+strconv.Itoa(n)+" bytes"))
 			return
 		}

@@ -380,13 +380,13 @@ func TestMiddleware(t *testing.T) {
 	}{
 		{"small", "/events?channel=x", map[string]string{"A": "b"}, 204, ""},
 		{"target at the limit", "/" + strings.Repeat("a", 49), nil, 204, ""},
-		{"target over the limit", "/" + strings.Repeat("a", 50), nil, 414, CodeURITooLong},
-		{"query counts", "/events?" + strings.Repeat("q", 50), nil, 414, CodeURITooLong},
+		{"target over the limit", "/" + strings.Repeat("a", 50), nil, 414, problem.CodeURITooLong},
+		{"query counts", "/events?" + strings.Repeat("q", 50), nil, 414, problem.CodeURITooLong},
 		// Host "example.com" (4+11) is counted: 15 + len(name)+len(value).
 		{"headers at the limit", "/", map[string]string{"X-Pad": strings.Repeat("v", 100-15-5)}, 204, ""},
 		{"headers over the limit", "/", map[string]string{"X-Pad": strings.Repeat("v", 100-15-5+1)}, 431, problem.CodeHeadersTooLarge},
 		{"many small headers add up", "/", map[string]string{"A1": "0123456789", "A2": "0123456789", "A3": "0123456789", "A4": "0123456789", "A5": "0123456789", "A6": "0123456789", "A7": "0123456789", "A8": "0123456789"}, 431, problem.CodeHeadersTooLarge},
-		{"long target wins over big headers", "/" + strings.Repeat("a", 60), map[string]string{"X-Pad": strings.Repeat("v", 200)}, 414, CodeURITooLong},
+		{"long target wins over big headers", "/" + strings.Repeat("a", 60), map[string]string{"X-Pad": strings.Repeat("v", 200)}, 414, problem.CodeURITooLong},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -44,6 +44,13 @@ const (
 	CodeTooManyStreams   = "too_many_streams"
 	CodeRateLimited      = "rate_limited"
 	CodeHeadersTooLarge  = "headers_too_large"
+	CodeTooManyTickets   = "too_many_tickets"             // 429: the user holds the most unredeemed tickets
+	CodeTooManyPending   = "too_many_pending_connections" // 429/503: too many connections without a complete request
+	// 408, 414
+	CodeBodyTimeout = "body_timeout" // the body did not arrive within SLUICE_BODY_TIMEOUT
+	CodeURITooLong  = "uri_too_long" // the request target is longer than SLUICE_MAX_URL_BYTES
+	// Feature endpoints (routes): the application's backend refused the caller
+	CodeBackendUnauthorized = "backend_unauthorized" // 401 from the backend
 	// 5xx
 	CodeInternal              = "internal_error"
 	CodeBrokerUnavailable     = "broker_unavailable"

@@ -32,6 +32,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sluicehq/sluice/internal/backoff"
+	"github.com/sluicehq/sluice/problem"
 )
 
 // MaxBatch is the largest batch the gateway accepts (protocol.md §7).
@@ -73,17 +74,20 @@ func (e *Error) Temporary() bool { return retryable(e.Status) }
 
 // Machine codes a publish may be refused with (protocol.md §4, §7).
 const (
-	CodeInvalidJSON       = "invalid_json"        // 400: the body is not the expected JSON
-	CodeMalformedChannel  = "malformed_channel"   // 400: a channel name breaks protocol.md §1
-	CodeInvalidEvent      = "invalid_event"       // 400: bad event name, or data missing or not JSON
-	CodeEmptyBatch        = "empty_batch"         // 400: a batch with no event
-	CodeMissingCreds      = "missing_credentials" // 401: no publisher key sent
-	CodeInvalidToken      = "invalid_token"       // 401: the publisher key is not valid, or publishing is off
-	CodeEventTooLarge     = "event_too_large"     // 413: data above SLUICE_MAX_EVENT_BYTES
-	CodeBatchTooLarge     = "batch_too_large"     // 413: more than 1000 events
-	CodeBodyTooLarge      = "body_too_large"      // 413: body above SLUICE_MAX_BODY_BYTES
-	CodeRateLimited       = "rate_limited"        // 429: a rate limit; retry later
-	CodeBrokerUnavailable = "broker_unavailable"  // 503: the broker is unreachable; retry later
+	CodeInvalidJSON       = problem.CodeInvalidJSON        // 400: the body is not the expected JSON
+	CodeMalformedChannel  = problem.CodeMalformedChan      // 400: a channel name breaks protocol.md §1
+	CodeInvalidEvent      = problem.CodeInvalidEvent       // 400: bad event name, or data missing or not JSON
+	CodeEmptyBatch        = problem.CodeEmptyBatch         // 400: a batch with no event
+	CodeMissingCreds      = problem.CodeMissingCredentials // 401: no publisher key sent
+	CodeInvalidToken      = problem.CodeInvalidToken       // 401: the publisher key is not valid, or publishing is off
+	CodeEventTooLarge     = problem.CodeEventTooLarge      // 413: data above SLUICE_MAX_EVENT_BYTES
+	CodeBatchTooLarge     = problem.CodeBatchTooLarge      // 413: more than 1000 events
+	CodeBodyTooLarge      = problem.CodeBodyTooLarge       // 413: body above SLUICE_MAX_BODY_BYTES
+	CodeRateLimited       = problem.CodeRateLimited        // 429: a rate limit; retry later
+	CodeBrokerUnavailable = problem.CodeBrokerUnavailable  // 503: the broker is unreachable; retry later
+
+	CodeIdempotencyConflict = problem.CodeIdempotencyConflict // 422: the batch's key was used for another batch
+	CodePartiallyPublished  = problem.CodePartiallyPublished  // 503: a Redis Cluster applied part of the batch; retried with the same key
 )
 
 // Client publishes to one gateway. It is safe for concurrent use.

@@ -70,10 +70,10 @@ const (
 // Problem codes of http authorizer refusals, in the "code" member of the
 // problem body.
 const (
-	CodeBackendUnauthorized = "backend_unauthorized" // 401 from the backend
-	CodeForbidden           = problem.CodeForbidden  // 403 from the backend
-	CodeNotFound            = problem.CodeNotFound   // 404 from the backend
-	CodeUpstream            = problem.CodeUpstream   // 502: any other answer, a timeout or a network error
+	CodeBackendUnauthorized = problem.CodeBackendUnauthorized // 401 from the backend
+	CodeForbidden           = problem.CodeForbidden           // 403 from the backend
+	CodeNotFound            = problem.CodeNotFound            // 404 from the backend
+	CodeUpstream            = problem.CodeUpstream            // 502: any other answer, a timeout or a network error
 )
 
 // ErrInvalid is wrapped by every error Load returns for a file it could read

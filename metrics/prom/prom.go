@@ -46,8 +46,11 @@ var (
 		problem.CodeNotFound, problem.CodeMethodNotAllowed,
 		problem.CodeEventTooLarge, problem.CodeBatchTooLarge, problem.CodeBodyTooLarge,
 		problem.CodeUnsupportedMedia, problem.CodeTooManyStreams, problem.CodeRateLimited,
-		problem.CodeHeadersTooLarge,
-		problem.CodeInternal, problem.CodeBrokerUnavailable, problem.CodeDraining, problem.CodeUpstream,
+		problem.CodeHeadersTooLarge, problem.CodeTooManyTickets, problem.CodeTooManyPending,
+		problem.CodeBodyTimeout, problem.CodeURITooLong, problem.CodeBackendUnauthorized,
+		problem.CodeInvalidIdempotencyKey, problem.CodeIdempotencyConflict, problem.CodePartiallyPublished,
+		problem.CodeInternal, problem.CodeBrokerUnavailable, problem.CodeMembershipUnavailable,
+		problem.CodeDraining, problem.CodeUpstream,
 	}
 )
 

@@ -1,8 +1,12 @@
 package prom_test
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -237,6 +241,35 @@ func TestKnownValues(t *testing.T) {
 		if !slices.Contains(prom.ResetReasons, v) {
 			t.Errorf("reset reason %q is not known", v)
 		}
+	}
+	// Every problem code package problem declares has a series of its own.
+	f, err := parser.ParseFile(token.NewFileSet(), "../../problem/problem.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range f.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gd.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, v := range vs.Values {
+				lit, ok := v.(*ast.BasicLit)
+				if !ok || lit.Kind != token.STRING || !strings.HasPrefix(vs.Names[i].Name, "Code") {
+					continue
+				}
+				code, _ := strconv.Unquote(lit.Value)
+				n++
+				if !slices.Contains(prom.ProblemCodes, code) {
+					t.Errorf("problem code %q is not in prom.ProblemCodes", code)
+				}
+			}
+		}
+	}
+	if n < 30 {
+		t.Fatalf("found only %d problem codes in problem.go", n)
 	}
 }
 
