@@ -11,7 +11,6 @@ const (
 
 type (
 	config = authtest.Config
-	clock  = authtest.Clock
 )
 
 var (
@@ -32,5 +31,3 @@ var (
 	noLeak      = authtest.NoLeak
 	mustEC      = authtest.MustEC
 )
-
-type failing = authtest.Failing

@@ -2,7 +2,6 @@ package answercache
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,32 +55,32 @@ func TestKey(t *testing.T) {
 }
 
 func TestCacheBounded(t *testing.T) {
-	c := New[error](3)
+	c := New[string](3)
 	for i := range 10 {
-		_, _ = c.Do(context.Background(), strconv.Itoa(i), func() (error, time.Duration) { return nil, time.Minute })
+		_, _ = c.Do(context.Background(), strconv.Itoa(i), func() (string, time.Duration) { return "", time.Minute })
 	}
 	if n := c.Len(); n != 3 {
 		t.Fatalf("cache holds %d answers, want 3", n)
 	}
 	// The most recent answers stay.
 	calls := 0
-	_, _ = c.Do(context.Background(), "9", func() (error, time.Duration) { calls++; return nil, time.Minute })
-	_, _ = c.Do(context.Background(), "0", func() (error, time.Duration) { calls++; return nil, time.Minute })
+	_, _ = c.Do(context.Background(), "9", func() (string, time.Duration) { calls++; return "", time.Minute })
+	_, _ = c.Do(context.Background(), "0", func() (string, time.Duration) { calls++; return "", time.Minute })
 	if calls != 1 {
 		t.Fatalf("fetched %d times, want 1 (only the evicted key)", calls)
 	}
 }
 
 func TestCacheSharesOneFetch(t *testing.T) {
-	c := New[error](10)
+	c := New[string](10)
 	var fetches atomic.Int32
 	release := make(chan struct{})
-	refused := errors.New("no")
+	refused := "no"
 	var wg sync.WaitGroup
-	results := make([]error, 8)
+	results := make([]string, 8)
 	for i := range results {
 		wg.Go(func() {
-			results[i], _ = c.Do(context.Background(), "k", func() (error, time.Duration) {
+			results[i], _ = c.Do(context.Background(), "k", func() (string, time.Duration) {
 				fetches.Add(1)
 				<-release
 				return refused, 0
@@ -104,28 +103,28 @@ func TestCacheSharesOneFetch(t *testing.T) {
 }
 
 func TestCacheWaiterLeaves(t *testing.T) {
-	c := New[error](10)
+	c := New[string](10)
 	started, release := make(chan struct{}), make(chan struct{})
-	first := make(chan error)
+	first := make(chan string)
 	go func() {
-		v, _ := c.Do(context.Background(), "k", func() (error, time.Duration) {
+		v, _ := c.Do(context.Background(), "k", func() (string, time.Duration) {
 			close(started)
 			<-release
-			return errors.New("answer"), time.Minute
+			return "answer", time.Minute
 		})
 		first <- v
 	}()
 	<-started
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := c.Do(ctx, "k", func() (error, time.Duration) { t.Error("second fetch"); return nil, 0 }); err == nil {
+	if _, err := c.Do(ctx, "k", func() (string, time.Duration) { t.Error("second fetch"); return "", 0 }); err == nil {
 		t.Fatal("a waiter whose context ended got no error")
 	}
 	close(release)
-	if v := <-first; v == nil || v.Error() != "answer" {
+	if v := <-first; v != "answer" {
 		t.Fatalf("the caller that stayed got %v", v)
 	}
-	if v, ok := c.Get("k"); !ok || v.Error() != "answer" {
+	if v, ok := c.Get("k"); !ok || v != "answer" {
 		t.Fatalf("answer not kept after the waiter left: %v %v", v, ok)
 	}
 }
