@@ -14,7 +14,6 @@ import (
 	"github.com/sluicehq/sluice/problem"
 )
 
-
 // ConnsConfig sets the bounds of Conns; a zero field means no bound of that
 // kind.
 type ConnsConfig struct {
