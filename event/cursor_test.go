@@ -353,13 +353,18 @@ func TestCursorSyntax(t *testing.T) {
 	}
 }
 
+// maxStreamChannels is the most channels a stream may have
+// (SLUICE_MAX_CHANNELS at most 21, protocol.md §10; server.MaxChannelsLimit).
+const maxStreamChannels = 21
+
 // TestCursorWorstCase computes the longest cursor Sluice writes for the most
-// channels a stream may have (protocol.md §4: 16): the longest names and the largest
-// epochs and offsets. It must stay within protocol.md §5's 1024 bytes.
+// channels a stream may have: the longest names and the largest epochs and
+// offsets. It must stay within protocol.md §5's 1024 bytes, and one channel
+// more must not, so that the limit is as high as the cursor allows.
 func TestCursorWorstCase(t *testing.T) {
 	c := NewCodec(testKey)
-	chs := make([]channel.Name, 16)
-	pos := make([]Position, 16)
+	chs := make([]channel.Name, maxStreamChannels+1)
+	pos := make([]Position, maxStreamChannels+1)
 	for i := range chs {
 		chs[i] = channel.MustMake(strings.Repeat("p", 63), testTenant, fmt.Sprintf("%0128d", i))
 		if len(chs[i].String()) != channel.MaxLen {
@@ -367,9 +372,13 @@ func TestCursorWorstCase(t *testing.T) {
 		}
 		pos[i] = Position{Epoch: math.MaxUint64, Offset: math.MaxUint64}
 	}
+	if over := c.Encode(chs, pos); len(over) <= MaxCursorLen {
+		t.Errorf("%d channels give a %d-byte cursor: the channel limit could be higher", len(chs), len(over))
+	}
+	chs, pos = chs[:maxStreamChannels], pos[:maxStreamChannels]
 	cur := c.Encode(chs, pos)
-	// A segment is 1+8+8+10+8 = 35 bytes, 47 in base64; 16 of them and 15 dots.
-	if want := 16*47 + 15; len(cur) != want {
+	// A segment is 1+8+8+10+8 = 35 bytes, 47 in base64; 21 of them and 20 dots.
+	if want := maxStreamChannels*47 + maxStreamChannels - 1; len(cur) != want {
 		t.Errorf("worst-case cursor is %d bytes, want %d", len(cur), want)
 	}
 	if len(cur) > MaxCursorLen || !cursorChars(cur) {
