@@ -30,6 +30,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/sluicehq/sluice/auth"
@@ -194,6 +195,9 @@ type Gateway struct {
 	limits  *limits.Limiter
 	handler http.Handler
 	closers []io.Closer
+	// routing is set while Options.Routes runs: the endpoints it mounts
+	// are wrapped by Handler's chain, so Stream returns them bare.
+	routing bool
 }
 
 // New builds a Gateway from o. Configuration mistakes are reported here,
@@ -210,6 +214,9 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 			_ = g.Close()
 		}
 	}()
+	if v := reflect.ValueOf(o.Broker); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil, fmt.Errorf("sluice: Options.Broker is a nil %T: leave the field unset for the in-memory broker", o.Broker)
+	}
 	g.broker = o.Broker
 	if g.broker == nil {
 		g.broker = memory.New(o.History)
@@ -292,11 +299,18 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 // Stream returns a stream endpoint whose channels resolve decides
 // (protocol.md §3, layer 1); authentication, the tenant gate, streaming and
 // resume are the gateway's. Mount it on any route of the service's own mux,
-// or with Options.Routes. A *channel.Error that resolve returns
+// or with Options.Routes: either way it answers as GET /events does around
+// the stream (CORS by AllowOrigins, preflights included; the request size
+// limits; the body guard; problem+json for every refusal; a panic of
+// resolve answered 500). A *channel.Error that resolve returns
 // (channel.Make's, for a bad path value) is answered 400 malformed_channel;
 // methods other than GET get 405.
 func (g *Gateway) Stream(resolve stream.ChannelsFunc) http.Handler {
-	return only(http.MethodGet, g.streams.Handler(channelProblems(resolve)))
+	h := only(http.MethodGet, g.streams.Handler(channelProblems(resolve)))
+	if g.routing { // mounted on Handler's mux, inside its chain
+		return h
+	}
+	return recoverPanics(bodyGuard(g.cors(g.limits.Middleware(h)), g.opts.BodyTimeout), g.log)
 }
 
 // Authenticate authenticates r by the gateway's rules (protocol.md §2):

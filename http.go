@@ -41,6 +41,8 @@ func (g *Gateway) routes(extra func(*Gateway, *http.ServeMux)) (h http.Handler, 
 				h, err = nil, fmt.Errorf("Options.Routes: %v", r)
 			}
 		}()
+		g.routing = true
+		defer func() { g.routing = false }()
 		extra(g, mux)
 	}
 	h = g.cors(g.limits.Middleware(cleanPaths(g.accessLog(mux))))
