@@ -32,9 +32,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func guideBlocks(t *testing.T) []block {
+func guideBlocks(t *testing.T) []block { return markdownBlocks(t, "../docs/guide.md") }
+
+// markdownBlocks returns the fenced code blocks of the Markdown file at path.
+func markdownBlocks(t *testing.T, path string) []block {
 	t.Helper()
-	f, err := os.Open("../docs/guide.md")
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +77,53 @@ func guideBlocks(t *testing.T) []block {
 	return out
 }
 
+// excerptOf reports whether code appears in src verbatim, or with every
+// non-empty line indented by the same number of tabs (an excerpt of a
+// function body shown without its indentation).
+func excerptOf(src, code string) bool {
+	for tabs := range 4 {
+		lines := strings.SplitAfter(code, "\n")
+		for i, l := range lines {
+			if strings.TrimSpace(l) != "" {
+				lines[i] = strings.Repeat("\t", tabs) + l
+			}
+		}
+		if strings.Contains(src, strings.Join(lines, "")) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestReadmeExcerpts checks that the README's Go code is excerpts of
+// compiled, tested files: every go block is marked "from <file>" and
+// appears there.
+func TestReadmeExcerpts(t *testing.T) {
+	n := 0
+	for _, b := range markdownBlocks(t, "../README.md") {
+		if b.lang != "go" {
+			continue
+		}
+		n++
+		file, ok := strings.CutPrefix(b.marker, "from ")
+		if !ok {
+			t.Errorf("README.md line %d: a go block without <!-- from file -->", b.line)
+			continue
+		}
+		src, err := os.ReadFile(filepath.Join("..", file))
+		if err != nil {
+			t.Errorf("README.md line %d: %v", b.line, err)
+			continue
+		}
+		if !excerptOf(string(src), b.code) {
+			t.Errorf("README.md line %d: the block is not an excerpt of %s:\n%s", b.line, file, b.code)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no go block found in README.md")
+	}
+}
+
 // TestGuideExcerpts checks that every block marked "from <file>" appears
 // verbatim in that file, and that every other block is run by
 // TestGuideCommands (or is the diagram).
@@ -91,7 +141,7 @@ func TestGuideExcerpts(t *testing.T) {
 				t.Errorf("line %d: %v", b.line, err)
 				continue
 			}
-			if !strings.Contains(string(src), b.code) {
+			if !excerptOf(string(src), b.code) {
 				t.Errorf("line %d: the %s block is not a verbatim excerpt of %s:\n%s", b.line, b.lang, file, b.code)
 			}
 		case strings.HasPrefix(b.marker, "run: "), strings.HasPrefix(b.marker, "output: "):
