@@ -180,7 +180,9 @@ type Broker interface {
 	// Ready reports whether the broker is reachable.
 	Ready(ctx context.Context) error
 
-	// Close releases the broker. Subscriptions end.
+	// Close releases the broker. Subscriptions end. Close is idempotent
+	// (a second call returns nil); afterwards Publish returns ErrClosed and
+	// Subscribe and Ready fail.
 	Close() error
 }
 

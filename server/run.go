@@ -14,9 +14,10 @@ import (
 // Run serves cfg until ctx is done, then drains (protocol.md §6
 // shutting-down) for at most cfg.DrainTimeout and returns. It logs to
 // stderr as cfg says; with Dev, it prints the --dev banner to stdout.
-// version is logged at start.
-func Run(ctx context.Context, cfg Config, stdout io.Writer, version string) error {
-	s, err := New(ctx, cfg)
+// version is logged at start. opts are New's: a command of one's own that
+// serves a broker of its own passes WithBroker.
+func Run(ctx context.Context, cfg Config, stdout io.Writer, version string, opts ...Option) error {
+	s, err := New(ctx, cfg, opts...)
 	if err != nil {
 		return err
 	}
