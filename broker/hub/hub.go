@@ -4,7 +4,8 @@
 //
 // It is public for the authors of other brokers: a broker.Broker
 // implementation keeps its process's subscribers in a Hub (Subscribe adds
-// them, the broker's receiving side calls Deliver), as broker/memory and
+// them, the broker's receiving side calls Fanout, which calls each
+// subscriber's Deliver), as broker/memory and
 // broker/redis do; docs/architecture.md shows how a broker is added.
 package hub
 
