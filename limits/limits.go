@@ -143,18 +143,31 @@ func (l *Limiter) Admit(r *http.Request, p auth.Principal) (release func(), err 
 	if l.users == nil && l.tenants == nil {
 		return func() {}, nil
 	}
-	var done atomic.Bool
-	return func() {
-		if !done.CompareAndSwap(false, true) {
-			return
-		}
-		if l.users != nil {
-			l.users.release(l.seed, userKey)
-		}
-		if l.tenants != nil {
-			l.tenants.release(l.seed, p.Tenant)
-		}
-	}, nil
+	a := &admission{l: l, userKey: userKey, tenant: p.Tenant}
+	return a.release, nil
+}
+
+// admission is what an admitted stream holds until it ends: the keys of
+// the slots to give back, and not the whole principal (an open stream
+// keeps it for its life).
+type admission struct {
+	l       *Limiter
+	userKey string
+	tenant  string
+	done    atomic.Bool
+}
+
+// release gives the slots back, once.
+func (a *admission) release() {
+	if !a.done.CompareAndSwap(false, true) {
+		return
+	}
+	if a.l.users != nil {
+		a.l.users.release(a.l.seed, a.userKey)
+	}
+	if a.l.tenants != nil {
+		a.l.tenants.release(a.l.seed, a.tenant)
+	}
 }
 
 // Open returns the number of streams l counts as open for user in tenant and
