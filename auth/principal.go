@@ -45,7 +45,9 @@ type Principal struct {
 	// access_token becomes "Bearer <jwt>"; a ticket carries the credential it
 	// was issued for). It exists only to be forwarded to a backend's own
 	// authorization (tenant.HTTP) and is never logged or printed: LogValue,
-	// String and GoString leave it out.
+	// String and GoString leave it out. An open stream keeps it only while
+	// its membership source may read it (stream.CredentialBlind); the
+	// channels hook always gets it.
 	Credential string
 }
 

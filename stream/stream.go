@@ -73,6 +73,16 @@ type Gate interface {
 	Check(ctx context.Context, p auth.Principal, chans []channel.Name) error
 }
 
+// CredentialBlind is implemented by a Gate to say whether its rechecks of
+// open streams read Principal.Credential (a membership source that forwards
+// it to a backend does). When RechecksWithoutCredential reports true, an
+// open stream drops its credential once the channels hook and the gate have
+// run, instead of holding a token of up to kilobytes for its whole life;
+// otherwise it keeps it. tenant.Gate implements it.
+type CredentialBlind interface {
+	RechecksWithoutCredential() bool
+}
+
 // Admitter decides whether a principal may open one more stream (connection
 // limits). Admit returns a release function to call when the stream ends, or
 // a *problem.Problem (429).
@@ -303,6 +313,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, resolve ChannelsF
 		release = rel
 	}
 
+	if cb, ok := s.cfg.Gate.(CredentialBlind); ok && cb.RechecksWithoutCredential() {
+		p.Credential = ""
+	}
 	c := newConn(p, chans, s.cfg.QueueSize, s.cfg.MaxPendingBytes)
 	c.release = release
 	s.reg.add(c)

@@ -60,6 +60,9 @@ func NewFile(path string) (*File, error) {
 	return f, nil
 }
 
+// ReadsCredential implements CredentialReader: false.
+func (f *File) ReadsCredential() bool { return false }
+
 // IsMember implements Membership: whether the file lists tenant for p.User.
 func (f *File) IsMember(_ context.Context, p auth.Principal, tenant string) (bool, error) {
 	_, ok := f.members[p.User][tenant]

@@ -200,6 +200,10 @@ func (t urlTemplate) fill(tenant, user string) string {
 	return b.String()
 }
 
+// ReadsCredential implements CredentialReader: true, the caller's
+// credential is forwarded to the backend.
+func (h *HTTP) ReadsCredential() bool { return true }
+
 // IsMember implements Membership.
 func (h *HTTP) IsMember(ctx context.Context, p auth.Principal, tenant string) (bool, error) {
 	if !backendcall.SegmentSafe(p.User) || !backendcall.SegmentSafe(tenant) {

@@ -42,11 +42,26 @@ type Membership interface {
 	IsMember(ctx context.Context, p auth.Principal, tenant string) (bool, error)
 }
 
+// CredentialReader is implemented by a Membership to say whether IsMember
+// reads Principal.Credential (HTTP forwards it to its backend). The gate
+// lets open streams drop their credential only for a source that says it
+// does not (Gate.RechecksWithoutCredential); one that does not implement
+// CredentialReader is taken to read it.
+type CredentialReader interface {
+	ReadsCredential() bool
+}
+
 // Token is the default Membership: it trusts the tenant claim of the
 // credential, so a principal is a member of its own active tenant only.
 type Token struct{}
 
-var _ Membership = Token{}
+var (
+	_ Membership       = Token{}
+	_ CredentialReader = Token{}
+)
+
+// ReadsCredential implements CredentialReader: false.
+func (Token) ReadsCredential() bool { return false }
 
 // IsMember implements Membership: tenant == p.Tenant.
 func (Token) IsMember(_ context.Context, p auth.Principal, tenant string) (bool, error) {
@@ -57,6 +72,19 @@ func (Token) IsMember(_ context.Context, p auth.Principal, tenant string) (bool,
 type Gate struct {
 	// Membership answers membership; nil means Token.
 	Membership Membership
+}
+
+// RechecksWithoutCredential reports whether the gate's membership source
+// answers without Principal.Credential (it implements CredentialReader and
+// says so; Token, File and postgres.Membership do): an open stream then
+// drops its credential rather than hold it for its rechecks
+// (stream.CredentialBlind).
+func (g Gate) RechecksWithoutCredential() bool {
+	if g.Membership == nil {
+		return true
+	}
+	cr, ok := g.Membership.(CredentialReader)
+	return ok && !cr.ReadsCredential()
 }
 
 // Check lets p read chans or refuses the whole request:

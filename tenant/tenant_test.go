@@ -199,3 +199,35 @@ func TestHTTPErrorShowsRedactedURL(t *testing.T) {
 		t.Fatalf("error %q does not show the redacted URL", msg)
 	}
 }
+
+// membershipFunc is a Membership of an embedder's that says nothing of the
+// credential.
+type membershipFunc func(auth.Principal, string) bool
+
+func (f membershipFunc) IsMember(_ context.Context, p auth.Principal, tenant string) (bool, error) {
+	return f(p, tenant), nil
+}
+
+// TestRechecksWithoutCredential: open streams may drop their credential
+// only for a source that declares it never reads it.
+func TestRechecksWithoutCredential(t *testing.T) {
+	h, err := tenant.NewHTTP(tenant.HTTPConfig{URL: "https://app.example/tenants/{tenant}/members/{user}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		m    tenant.Membership
+		want bool
+	}{
+		{"nil (Token)", nil, true},
+		{"Token", tenant.Token{}, true},
+		{"File", &tenant.File{}, true},
+		{"HTTP forwards it", h, false},
+		{"an embedder's, undeclared", membershipFunc(func(auth.Principal, string) bool { return true }), false},
+	} {
+		if got := (tenant.Gate{Membership: tc.m}).RechecksWithoutCredential(); got != tc.want {
+			t.Errorf("%s: RechecksWithoutCredential() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

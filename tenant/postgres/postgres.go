@@ -133,6 +133,10 @@ func (p *Membership) check(ctx context.Context) error {
 	return nil
 }
 
+// ReadsCredential implements tenant.CredentialReader: false (the query is
+// asked about the user and the tenant only).
+func (p *Membership) ReadsCredential() bool { return false }
+
 // IsMember implements tenant.Membership.
 func (p *Membership) IsMember(ctx context.Context, pr auth.Principal, tenant string) (bool, error) {
 	key := answercache.Key(pr.User, tenant)
