@@ -49,4 +49,3 @@ func TestOpenStreamForgetsCredential(t *testing.T) {
 		}
 	})
 }
-
