@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/internal/testutil"
@@ -61,6 +64,28 @@ func checkProblem(t *testing.T, w *httptest.ResponseRecorder) {
 	}
 }
 
+// jwtShaped finds what could be a JWT in a request.
+var jwtShaped = regexp.MustCompile(`[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`)
+
+// validTenants returns the tenants of the tokens in s that the test secret
+// verifies and that have not expired.
+func validTenants(s string) map[string]bool {
+	held := map[string]bool{}
+	for _, cand := range jwtShaped.FindAllString(s, -1) {
+		tok, err := jwt.Parse(cand, func(*jwt.Token) (any, error) { return []byte(testSecret), nil },
+			jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())
+		if err != nil || !tok.Valid {
+			continue
+		}
+		if c, ok := tok.Claims.(jwt.MapClaims); ok {
+			if tn, ok := c["tenant_id"].(string); ok {
+				held[tn] = true
+			}
+		}
+	}
+	return held
+}
+
 // flushCancels ends the request's context at the stream's first flush, so
 // that a stream that opens returns at once.
 type flushCancels struct {
@@ -80,9 +105,17 @@ func (w flushCancels) Flush() {
 func FuzzEventsRequest(f *testing.F) {
 	gw := fuzzGateway(f, nil)
 	h := gw.Handler()
-	tokA := token(f, "u1", tenantA, 24*time.Hour, nil)
-	tokB := token(f, "u2", tenantB, 24*time.Hour, nil)
-	expired := token(f, "u1", tenantA, -time.Hour, nil)
+	// Fixed times, not now: the fuzzing workers set this function up again,
+	// each in its own process, and must mint the very tokens that the seeds
+	// carry from the parent (a token minted a second later is another
+	// string, which the checks below would not know as valid).
+	fixed := func(iat, exp time.Time) map[string]any {
+		return map[string]any{"iat": iat.Unix(), "exp": exp.Unix()}
+	}
+	issued, until := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	tokA := token(f, "u1", tenantA, time.Hour, fixed(issued, until))
+	tokB := token(f, "u2", tenantB, time.Hour, fixed(issued, until))
+	expired := token(f, "u1", tenantA, time.Hour, fixed(issued, issued.Add(time.Hour)))
 	valid := map[string]string{tokA: tenantA, tokB: tenantB}
 	chA := chanName("doc", tenantA, "1")
 	chB := chanName("doc", tenantB, "1")
@@ -136,18 +169,16 @@ func FuzzEventsRequest(f *testing.F) {
 		if err != nil || first.Retry == "" || first.Event != "stream-open" {
 			t.Fatalf("200 without a stream-open block: %q", body)
 		}
-		// Which valid tokens did the request hold, anywhere?
-		held := map[string]bool{}
+		// Which tenants did the request hold a valid token of, anywhere?
+		// Valid by verification, not by being one of this process's
+		// tokens: the fuzzing cache keeps inputs of earlier runs, whose
+		// tokens may still be valid.
 		vals, _ := url.ParseQuery(rawQuery)
 		where := authz + "\n" + rawQuery
 		for _, vs := range vals {
 			where += "\n" + strings.Join(vs, "\n")
 		}
-		for tok, tn := range valid {
-			if strings.Contains(where, tok) {
-				held[tn] = true
-			}
-		}
+		held := validTenants(where)
 		line := first.Data
 		var open struct{ Channels []string }
 		if err := json.Unmarshal([]byte(line), &open); err != nil || len(open.Channels) == 0 {
@@ -233,4 +264,33 @@ func FuzzPublishRequest(f *testing.F) {
 			t.Fatalf("200 reply %q for %d events (%v)", rec.Body.Bytes(), n, err)
 		}
 	})
+}
+
+// TestValidTenants: FuzzEventsRequest's judge of which tenants a request
+// held a valid token of can say no.
+func TestValidTenants(t *testing.T) {
+	other, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "u1", "tenant_id": tenantA, "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString([]byte("another-secret-0123456789abcdef0123"))
+	for _, tc := range []struct {
+		name, in string
+		want []string
+	}{
+		{"valid", "Bearer " + token(t, "u1", tenantA, time.Hour, nil), []string{tenantA}},
+		{"two, in a query", "access_token=" + token(t, "u1", tenantA, time.Hour, nil) + "&x=" + token(t, "u2", tenantB, time.Hour, nil), []string{tenantA, tenantB}},
+		{"expired", "Bearer " + token(t, "u1", tenantA, -time.Hour, nil), nil},
+		{"no exp", "Bearer " + token(t, "u1", tenantA, time.Hour, map[string]any{"exp": nil}), nil},
+		{"another key", "Bearer " + other, nil},
+		{"not a token", "Bearer a.b.c", nil},
+	} {
+		got := validTenants(tc.in)
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+		for _, tn := range tc.want {
+			if !got[tn] {
+				t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+			}
+		}
+	}
 }
