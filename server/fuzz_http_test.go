@@ -274,7 +274,7 @@ func TestValidTenants(t *testing.T) {
 	}).SignedString([]byte("another-secret-0123456789abcdef0123"))
 	for _, tc := range []struct {
 		name, in string
-		want []string
+		want     []string
 	}{
 		{"valid", "Bearer " + token(t, "u1", tenantA, time.Hour, nil), []string{tenantA}},
 		{"two, in a query", "access_token=" + token(t, "u1", tenantA, time.Hour, nil) + "&x=" + token(t, "u2", tenantB, time.Hour, nil), []string{tenantA, tenantB}},
