@@ -2,12 +2,11 @@ package stream
 
 import (
 	"context"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/auth"
-	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/problem"
 )
@@ -36,11 +35,41 @@ const recheckWorkers = 8
 
 // recheckGroup is the open streams that one check answers for: the same
 // principal (credential included: a membership source may forward it) on
-// the same set of channels.
+// the same set of channels. The first stream's principal and channels are
+// the group's.
 type recheckGroup struct {
-	p     auth.Principal
-	chans []channel.Name
-	conns []*conn
+	first     *conn
+	more      []*conn
+	principal int // index of its revocation check
+}
+
+// groupKey names a recheck group without building a string per stream: the
+// principal's fields (strings the streams already hold) and the channels,
+// the one channel's name for a single-channel stream, the names joined by
+// '|', which no name holds, otherwise (a stream's channels are deduplicated
+// and in request order, so the same request gives the same key).
+type groupKey struct {
+	tenant, user, cred string
+	kind               auth.Kind
+	expiry, issued     int64
+	chans              string
+}
+
+func groupKeyOf(c *conn) groupKey {
+	p := &c.p
+	k := groupKey{tenant: p.Tenant, user: p.User, cred: p.Credential, kind: p.Kind,
+		expiry: p.Expiry.UnixNano(), issued: p.IssuedAt.UnixNano()}
+	if len(c.chans) == 1 {
+		k.chans = c.chans[0].String()
+	} else {
+		var b strings.Builder
+		for _, ch := range c.chans {
+			b.WriteString(ch.String())
+			b.WriteByte('|')
+		}
+		k.chans = b.String()
+	}
+	return k
 }
 
 // validKey names what StillValid answers for: the principal without its
@@ -58,40 +87,37 @@ type validKey struct {
 func (s *Server) recheck() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RecheckInterval)
 	defer cancel()
-	groups := map[string]*recheckGroup{}
-	var order []*recheckGroup
-	var key []byte
-	for _, c := range s.reg.snapshot() {
+	conns := s.reg.snapshot()
+	groups := make(map[groupKey]int, len(conns))     // index in order
+	principals := make(map[validKey]int, len(conns)) // index in valid
+	order := make([]recheckGroup, 0, len(conns))
+	for _, c := range conns {
 		if c.ended.Load() {
 			continue
 		}
-		key = appendGroupKey(key[:0], c)
-		g := groups[string(key)]
-		if g == nil {
-			g = &recheckGroup{p: c.p, chans: c.chans}
-			groups[string(key)] = g
-			order = append(order, g)
+		k := groupKeyOf(c)
+		if i, ok := groups[k]; ok {
+			order[i].more = append(order[i].more, c)
+			continue
 		}
-		g.conns = append(g.conns, c)
+		// Groups that differ only by channels or credential share one
+		// revocation check.
+		vk := validKey{k.tenant, k.user, k.kind, k.issued}
+		pi, ok := principals[vk]
+		if !ok {
+			pi = len(principals)
+			principals[vk] = pi
+		}
+		groups[k] = len(order)
+		order = append(order, recheckGroup{first: c, principal: pi})
 	}
 	if len(order) == 0 {
 		return
 	}
-
-	var (
-		vmu   sync.Mutex
-		valid = map[validKey]*validOnce{}
-	)
-	stillValid := func(p auth.Principal) error {
-		k := validKey{p.Tenant, p.User, p.Kind, p.IssuedAt.UnixNano()}
-		vmu.Lock()
-		v := valid[k]
-		if v == nil {
-			v = &validOnce{}
-			valid[k] = v
-		}
-		vmu.Unlock()
-		v.once.Do(func() { v.err = s.cfg.Auth.StillValid(ctx, p) })
+	valid := make([]validOnce, len(principals))
+	stillValid := func(g *recheckGroup) error {
+		v := &valid[g.principal]
+		v.once.Do(func() { v.err = s.cfg.Auth.StillValid(ctx, g.first.p) })
 		return v.err
 	}
 
@@ -108,9 +134,9 @@ func (s *Server) recheck() {
 		go func() {
 			defer wg.Done()
 			for g := range work {
-				err := stillValid(g.p)
+				err := stillValid(g)
 				if err == nil {
-					err = s.cfg.Gate.Check(ctx, g.p, g.chans)
+					err = s.cfg.Gate.Check(ctx, g.first.p, g.first.chans)
 				}
 				if err == nil {
 					continue
@@ -120,13 +146,14 @@ func (s *Server) recheck() {
 					if p.Code == problem.CodeTokenExpired {
 						cond = event.EndTokenExpired
 					}
-					for _, c := range g.conns {
+					g.first.finish(cond, 0)
+					for _, c := range g.more {
 						c.finish(cond, 0)
 					}
 					continue
 				}
 				mu.Lock()
-				left += len(g.conns)
+				left += 1 + len(g.more)
 				faults++
 				if firstErr == nil {
 					firstErr = err
@@ -135,8 +162,8 @@ func (s *Server) recheck() {
 			}
 		}()
 	}
-	for _, g := range order {
-		work <- g
+	for i := range order {
+		work <- &order[i]
 	}
 	close(work)
 	wg.Wait()
@@ -149,24 +176,4 @@ func (s *Server) recheck() {
 type validOnce struct {
 	once sync.Once
 	err  error
-}
-
-// appendGroupKey appends the key of c's recheck group: its principal, every
-// field, and its channels in order (a stream's channels are deduplicated and
-// in request order, so the same request gives the same key).
-func appendGroupKey(b []byte, c *conn) []byte {
-	p := c.p
-	for _, f := range []string{p.Tenant, p.User, string(p.Kind), p.Credential} {
-		b = strconv.AppendInt(b, int64(len(f)), 10)
-		b = append(append(b, ':'), f...)
-	}
-	b = strconv.AppendInt(b, p.Expiry.UnixNano(), 10)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, p.IssuedAt.UnixNano(), 10)
-	for _, ch := range c.chans {
-		n := ch.String()
-		b = append(b, '|')
-		b = append(b, n...)
-	}
-	return b
 }
