@@ -1,12 +1,14 @@
 package stream
 
 import (
+	"cmp"
 	"context"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/event"
 	"github.com/sluicehq/sluice/problem"
 )
@@ -35,89 +37,75 @@ const recheckWorkers = 8
 
 // recheckGroup is the open streams that one check answers for: the same
 // principal (credential included: a membership source may forward it) on
-// the same set of channels. The first stream's principal and channels are
-// the group's.
+// the same set of channels, conns[lo:hi] of the recheck's sorted snapshot.
 type recheckGroup struct {
-	first     *conn
-	more      []*conn
+	lo, hi    int
 	principal int // index of its revocation check
 }
 
-// groupKey names a recheck group without building a string per stream: the
-// principal's fields (strings the streams already hold) and the channels,
-// the one channel's name for a single-channel stream, the names joined by
-// '|', which no name holds, otherwise (a stream's channels are deduplicated
-// and in request order, so the same request gives the same key).
-type groupKey struct {
-	tenant, user, cred string
-	kind               auth.Kind
-	expiry, issued     int64
-	chans              string
-}
-
-func groupKeyOf(c *conn) groupKey {
-	p := &c.p
-	k := groupKey{tenant: p.Tenant, user: p.User, cred: p.Credential, kind: p.Kind,
-		expiry: p.Expiry.UnixNano(), issued: p.IssuedAt.UnixNano()}
-	if len(c.chans) == 1 {
-		k.chans = c.chans[0].String()
-	} else {
-		var b strings.Builder
-		for _, ch := range c.chans {
-			b.WriteString(ch.String())
-			b.WriteByte('|')
+// comparePrincipals orders principals by what a revocation check answers
+// for (tenant, user, kind, issue time), then by what only a gate check may
+// read (credential, expiry).
+func comparePrincipals(a, b *auth.Principal) (c int, samePrincipal bool) {
+	if c = cmp.Compare(a.Tenant, b.Tenant); c == 0 {
+		if c = cmp.Compare(a.User, b.User); c == 0 {
+			if c = cmp.Compare(a.Kind, b.Kind); c == 0 {
+				c = a.IssuedAt.Compare(b.IssuedAt)
+			}
 		}
-		k.chans = b.String()
 	}
-	return k
+	if c != 0 {
+		return c, false
+	}
+	if c = cmp.Compare(a.Credential, b.Credential); c == 0 {
+		c = a.Expiry.Compare(b.Expiry)
+	}
+	return c, true
 }
 
-// validKey names what StillValid answers for: the principal without its
-// credential (revocations concern tenant, user and issue time).
-type validKey struct {
-	tenant, user string
-	kind         auth.Kind
-	issued       int64
+// compareGroups orders streams so that each recheck group, and each
+// principal's groups, are adjacent: by principal, then by channel list (a
+// stream's channels are deduplicated and in request order, so the same
+// request gives the same list).
+func compareGroups(a, b *conn) int {
+	if c, _ := comparePrincipals(&a.p, &b.p); c != 0 {
+		return c
+	}
+	return slices.CompareFunc(a.chans, b.chans, func(x, y channel.Name) int { return cmp.Compare(x.String(), y.String()) })
 }
 
 // recheck runs the checks of recheckLoop once: grouped, so that streams of
 // one principal on one set of channels cost one gate check (and streams of
 // one principal one revocation check), with at most recheckWorkers checks
-// at once, and one warning for all the streams a fault left open.
+// at once, and one warning for all the streams a fault left open. Groups
+// are found by sorting a snapshot of the streams, which allocates nothing
+// per stream.
 func (s *Server) recheck() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RecheckInterval)
 	defer cancel()
-	conns := s.reg.snapshot()
-	groups := make(map[groupKey]int, len(conns))     // index in order
-	principals := make(map[validKey]int, len(conns)) // index in valid
-	order := make([]recheckGroup, 0, len(conns))
-	for _, c := range conns {
-		if c.ended.Load() {
-			continue
-		}
-		k := groupKeyOf(c)
-		if i, ok := groups[k]; ok {
-			order[i].more = append(order[i].more, c)
-			continue
-		}
-		// Groups that differ only by channels or credential share one
-		// revocation check.
-		vk := validKey{k.tenant, k.user, k.kind, k.issued}
-		pi, ok := principals[vk]
-		if !ok {
-			pi = len(principals)
-			principals[vk] = pi
-		}
-		groups[k] = len(order)
-		order = append(order, recheckGroup{first: c, principal: pi})
-	}
-	if len(order) == 0 {
+	conns := slices.DeleteFunc(s.reg.snapshot(), func(c *conn) bool { return c.ended.Load() })
+	if len(conns) == 0 {
 		return
 	}
-	valid := make([]validOnce, len(principals))
+	slices.SortFunc(conns, compareGroups)
+	order := make([]recheckGroup, 0, len(conns))
+	principals := 0
+	for i, c := range conns {
+		if i > 0 && compareGroups(conns[i-1], c) == 0 {
+			order[len(order)-1].hi++
+			continue
+		}
+		if i == 0 {
+			principals++
+		} else if _, same := comparePrincipals(&conns[i-1].p, &c.p); !same {
+			principals++
+		}
+		order = append(order, recheckGroup{lo: i, hi: i + 1, principal: principals - 1})
+	}
+	valid := make([]validOnce, principals)
 	stillValid := func(g *recheckGroup) error {
 		v := &valid[g.principal]
-		v.once.Do(func() { v.err = s.cfg.Auth.StillValid(ctx, g.first.p) })
+		v.once.Do(func() { v.err = s.cfg.Auth.StillValid(ctx, conns[g.lo].p) })
 		return v.err
 	}
 
@@ -134,9 +122,10 @@ func (s *Server) recheck() {
 		go func() {
 			defer wg.Done()
 			for g := range work {
+				first := conns[g.lo]
 				err := stillValid(g)
 				if err == nil {
-					err = s.cfg.Gate.Check(ctx, g.first.p, g.first.chans)
+					err = s.cfg.Gate.Check(ctx, first.p, first.chans)
 				}
 				if err == nil {
 					continue
@@ -146,14 +135,13 @@ func (s *Server) recheck() {
 					if p.Code == problem.CodeTokenExpired {
 						cond = event.EndTokenExpired
 					}
-					g.first.finish(cond, 0)
-					for _, c := range g.more {
+					for _, c := range conns[g.lo:g.hi] {
 						c.finish(cond, 0)
 					}
 					continue
 				}
 				mu.Lock()
-				left += 1 + len(g.more)
+				left += g.hi - g.lo
 				faults++
 				if firstErr == nil {
 					firstErr = err

@@ -146,3 +146,49 @@ func BenchmarkRecheck(b *testing.B) {
 		s.recheck()
 	}
 }
+
+// TestRecheckGroups: which streams share a gate check (same principal,
+// credential and expiry included, same channel list) and which share a
+// revocation check (same tenant, user, kind and issue time).
+func TestRecheckGroups(t *testing.T) {
+	a := channel.MustMake("test", benchTenant, "a")
+	b := channel.MustMake("test", benchTenant, "b")
+	t0 := time.Unix(1_700_000_000, 0)
+	base := auth.Principal{Tenant: benchTenant, User: "u", Kind: auth.KindJWT, IssuedAt: t0, Expiry: t0.Add(time.Hour), Credential: "Bearer x"}
+	with := func(f func(*auth.Principal)) auth.Principal { p := base; f(&p); return p }
+	type stream struct {
+		p     auth.Principal
+		chans []channel.Name
+	}
+	for _, tc := range []struct {
+		name        string
+		streams     []stream
+		gate, valid int64
+	}{
+		{"one stream", []stream{{base, []channel.Name{a}}}, 1, 1},
+		{"same principal, same channels", []stream{{base, []channel.Name{a, b}}, {base, []channel.Name{a, b}}, {base, []channel.Name{a, b}}}, 1, 1},
+		{"same principal, other channels", []stream{{base, []channel.Name{a}}, {base, []channel.Name{b}}, {base, []channel.Name{a, b}}}, 3, 1},
+		{"channel order counts", []stream{{base, []channel.Name{a, b}}, {base, []channel.Name{b, a}}}, 2, 1},
+		{"other credential", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.Credential = "Bearer y" }), []channel.Name{a}}}, 2, 1},
+		{"other expiry", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.Expiry = t0.Add(2 * time.Hour) }), []channel.Name{a}}}, 2, 1},
+		{"other issue time", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.IssuedAt = t0.Add(time.Second) }), []channel.Name{a}}}, 2, 2},
+		{"other user", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.User = "v" }), []channel.Name{a}}, {base, []channel.Name{a}}}, 2, 2},
+		{"other kind", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.Kind = auth.KindTicket }), []channel.Name{a}}}, 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &faultyChecks{}
+			s, err := New(Config{Broker: newBenchEnv(t).b, Auth: f, Gate: f, Codec: event.NewCodec([]byte("k")), RecheckInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for _, st := range tc.streams {
+				s.reg.add(newConn(st.p, st.chans, 16, 1<<20))
+			}
+			s.recheck()
+			if g, v := f.gate.Load(), f.valid.Load(); g != tc.gate || v != tc.valid {
+				t.Errorf("%d gate and %d revocation checks, want %d and %d", g, v, tc.gate, tc.valid)
+			}
+		})
+	}
+}
