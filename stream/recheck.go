@@ -43,24 +43,23 @@ type recheckGroup struct {
 	principal int // index of its revocation check
 }
 
-// comparePrincipals orders principals by what a revocation check answers
-// for (tenant, user, kind, issue time), then by what only a gate check may
-// read (credential, expiry).
+// comparePrincipals orders principals by what a revocation check
+// (Authenticator.StillValid) answers for: tenant, user, kind, issue time and
+// expiry; then by the credential, which only a gate check may read.
 func comparePrincipals(a, b *auth.Principal) (c int, samePrincipal bool) {
 	if c = cmp.Compare(a.Tenant, b.Tenant); c == 0 {
 		if c = cmp.Compare(a.User, b.User); c == 0 {
 			if c = cmp.Compare(a.Kind, b.Kind); c == 0 {
-				c = a.IssuedAt.Compare(b.IssuedAt)
+				if c = a.IssuedAt.Compare(b.IssuedAt); c == 0 {
+					c = a.Expiry.Compare(b.Expiry)
+				}
 			}
 		}
 	}
 	if c != 0 {
 		return c, false
 	}
-	if c = cmp.Compare(a.Credential, b.Credential); c == 0 {
-		c = a.Expiry.Compare(b.Expiry)
-	}
-	return c, true
+	return cmp.Compare(a.Credential, b.Credential), true
 }
 
 // compareGroups orders streams so that each recheck group, and each

@@ -170,7 +170,9 @@ func TestRecheckGroups(t *testing.T) {
 		{"same principal, other channels", []stream{{base, []channel.Name{a}}, {base, []channel.Name{b}}, {base, []channel.Name{a, b}}}, 3, 1},
 		{"channel order counts", []stream{{base, []channel.Name{a, b}}, {base, []channel.Name{b, a}}}, 2, 1},
 		{"other credential", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.Credential = "Bearer y" }), []channel.Name{a}}}, 2, 1},
-		{"other expiry", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.Expiry = t0.Add(2 * time.Hour) }), []channel.Name{a}}}, 2, 1},
+		// StillValid checks expiry too: a verdict of one expiry must not
+		// stand for another.
+		{"other expiry", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.Expiry = t0.Add(2 * time.Hour) }), []channel.Name{a}}}, 2, 2},
 		{"other issue time", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.IssuedAt = t0.Add(time.Second) }), []channel.Name{a}}}, 2, 2},
 		{"other user", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.User = "v" }), []channel.Name{a}}, {base, []channel.Name{a}}}, 2, 2},
 		{"other kind", []stream{{base, []channel.Name{a}}, {with(func(p *auth.Principal) { p.Kind = auth.KindTicket }), []channel.Name{a}}}, 2, 2},
