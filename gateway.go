@@ -30,7 +30,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"reflect"
 	"time"
 
 	"github.com/sluicehq/sluice/auth"
@@ -195,9 +194,6 @@ type Gateway struct {
 	limits  *limits.Limiter
 	handler http.Handler
 	closers []io.Closer
-	// routing is set while Options.Routes runs: the endpoints it mounts
-	// are wrapped by Handler's chain, so Stream returns them bare.
-	routing bool
 }
 
 // New builds a Gateway from o. Configuration mistakes are reported here,
@@ -214,7 +210,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 			_ = g.Close()
 		}
 	}()
-	if v := reflect.ValueOf(o.Broker); v.Kind() == reflect.Pointer && v.IsNil() {
+	if o.Broker != nil && broker.IsNil(o.Broker) {
 		return nil, fmt.Errorf("sluice: Options.Broker is a nil %T: leave the field unset for the in-memory broker", o.Broker)
 	}
 	g.broker = o.Broker
@@ -306,10 +302,10 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 // (channel.Make's, for a bad path value) is answered 400 malformed_channel;
 // methods other than GET get 405.
 func (g *Gateway) Stream(resolve stream.ChannelsFunc) http.Handler {
+	// Mounted by Options.Routes, it runs inside Handler's chain too: the
+	// checks are idempotent and cheap, and a GET without a body keeps
+	// net/http's own response writer through both, so it is still parked.
 	h := only(http.MethodGet, g.streams.Handler(channelProblems(resolve)))
-	if g.routing { // mounted on Handler's mux, inside its chain
-		return h
-	}
 	return recoverPanics(bodyGuard(g.cors(g.limits.Middleware(h)), g.opts.BodyTimeout), g.log)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -41,8 +42,6 @@ func (g *Gateway) routes(extra func(*Gateway, *http.ServeMux)) (h http.Handler, 
 				h, err = nil, fmt.Errorf("Options.Routes: %v", r)
 			}
 		}()
-		g.routing = true
-		defer func() { g.routing = false }()
 		extra(g, mux)
 	}
 	h = g.cors(g.limits.Middleware(cleanPaths(g.accessLog(mux))))
@@ -207,7 +206,7 @@ func (g *Gateway) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
 		h := w.Header()
-		if len(allowed) > 0 {
+		if len(allowed) > 0 && !slices.Contains(h.Values("Vary"), "Origin") { // once, also for a Stream inside Handler
 			h.Add("Vary", "Origin")
 		}
 		grant := origin != "" && (allowAll || allowed[origin])
@@ -229,11 +228,13 @@ func (g *Gateway) cors(next http.Handler) http.Handler {
 	})
 }
 
-// accessLog logs each non-stream request at debug level, with secrets in the
-// query redacted. Streams log their own open and close lines.
+// accessLog logs each request but GETs at debug level, with secrets in the
+// query redacted. GETs are not wrapped, whatever their path: a stream (of
+// /events, or of a route of Options.Routes) keeps net/http's own response
+// writer, which parking requires, and logs its own open and close lines.
 func (g *Gateway) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !g.log.Enabled(r.Context(), -4) || r.URL.Path == "/events" {
+		if r.Method == http.MethodGet || !g.log.Enabled(r.Context(), -4) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"reflect"
 	"sync"
 	"time"
 
@@ -184,6 +185,17 @@ type Broker interface {
 	// (a second call returns nil); afterwards Publish returns ErrClosed and
 	// Subscribe and Ready fail.
 	Close() error
+}
+
+// IsNil reports whether b is nil, or a nil pointer of a Broker type (a
+// *redis.Broker left nil when none was configured, say): an interface
+// holding one is not nil, and its first method call would crash.
+func IsNil(b Broker) bool {
+	if b == nil {
+		return true
+	}
+	v := reflect.ValueOf(b)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 // CursorKeyAdopter is implemented by a broker whose cursor key can change

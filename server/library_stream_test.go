@@ -7,11 +7,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/auth"
+	"github.com/sluicehq/sluice/broker/redis"
 	"github.com/sluicehq/sluice/channel"
 	"github.com/sluicehq/sluice/problem"
 	"github.com/sluicehq/sluice/server"
@@ -81,5 +83,20 @@ func TestLibraryStream(t *testing.T) {
 	// The in-process publish validates like POST /publish.
 	if _, err := gw.Publish(context.Background(), sluice.Event{Channel: channel.MustMake("scan-progress", tenantA, "42").String(), Type: "stream-open", Data: 1}); err == nil {
 		t.Fatal("reserved name accepted in-process")
+	}
+}
+
+// TestWithNilBroker: a nil *redis.Broker given to WithBroker is an error of
+// New, whatever else is wrong (an early error used to close it: a crash).
+func TestWithNilBroker(t *testing.T) {
+	var rb *redis.Broker
+	for _, membership := range []string{"token", "file:/nonexistent/members.json"} {
+		cfg := server.DefaultConfig()
+		cfg.JWTSecret = testSecret
+		cfg.Membership = membership
+		_, err := server.New(context.Background(), cfg, server.WithBroker(rb))
+		if err == nil || !strings.Contains(err.Error(), "nil *redis.Broker") {
+			t.Errorf("membership %s, WithBroker(nil *redis.Broker): %v", membership, err)
+		}
 	}
 }

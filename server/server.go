@@ -98,6 +98,9 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if o.broker != nil && broker.IsNil(o.broker) {
+		return nil, fmt.Errorf("server: WithBroker was given a nil %T: pass no WithBroker for the broker SLUICE_BROKER names", o.broker)
+	}
 	s := &Server{log: o.logger, metrics: o.metrics}
 	if s.log == nil {
 		s.log = NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)

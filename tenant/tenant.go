@@ -46,7 +46,9 @@ type Membership interface {
 // reads Principal.Credential (HTTP forwards it to its backend). The gate
 // lets open streams drop their credential only for a source that says it
 // does not (Gate.RechecksWithoutCredential); one that does not implement
-// CredentialReader is taken to read it.
+// CredentialReader is taken to read it. A type that embeds Token or *File
+// inherits their "false": if its own IsMember reads the credential, it must
+// override ReadsCredential.
 type CredentialReader interface {
 	ReadsCredential() bool
 }
