@@ -8,6 +8,7 @@ package stream
 
 import (
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -160,7 +161,14 @@ func (pl *poller) scan(now int64) {
 // that is merely a little behind), while the client read nothing over two
 // ticks: a client that does not read leaves a burst there while the kernel's
 // buffers hide it from the short-write check; one that reads, however
-// slowly, is not cut by this. Runs on the ticker.
+// slowly, is not cut by this.
+//
+// A burst of small events can fit whole in the two kernels' buffers, most
+// of it in the client's, where SIOCOUTQ does not see it, and leave no write
+// blocked. Output waiting under the bound while the client advertises a
+// zero receive window (its buffer full, its reader not reading) is treated
+// as a blocked write is: the stream is cut once the client has taken
+// nothing for WriteTimeout. Runs on the ticker.
 func (p *parked) measureUnread() {
 	c := p.c
 	c.mu.Lock()
@@ -177,7 +185,8 @@ func (p *parked) measureUnread() {
 	acked := p.sent.Load() - int64(n)
 	progress := acked > p.acked
 	p.acked = acked
-	if n < c.maxBytes && (n < outqFloor || int64(n)/per < int64(c.max)) {
+	over := n >= c.maxBytes || n >= outqFloor && int64(n)/per >= int64(c.max)
+	if !over && (n == 0 || !peerWindowClosed(p.fd)) {
 		p.strikes = 0
 		p.measure.Store(false)
 		return
@@ -186,7 +195,29 @@ func (p *parked) measureUnread() {
 		p.strikes = 0 // behind, but reading: measured again next tick
 		return
 	}
-	if p.strikes++; p.strikes >= 2 {
+	need := 2
+	if !over { // a zero window: the grace of a blocked write
+		need = max(2, min(255, int((p.pl.s.cfg.WriteTimeout+tick-1)/tick)))
+	}
+	if p.strikes < 255 {
+		p.strikes++
+	}
+	if int(p.strikes) >= need {
 		c.finishLocked(event.EndSlowConsumer, 0)
 	}
+}
+
+// peerWindowClosed reports whether the client advertises a zero receive
+// window: its kernel's buffer for the stream is full, so its reader has
+// stopped reading (TCP_INFO's tcpi_snd_wnd, Linux 6.2 and later; false
+// where the kernel does not report it).
+func peerWindowClosed(fd int) bool {
+	var info unix.TCPInfo
+	size := uint32(unsafe.Sizeof(info))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_INFO,
+		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 || uintptr(size) < unsafe.Offsetof(info.Snd_wnd)+unsafe.Sizeof(info.Snd_wnd) {
+		return false
+	}
+	return info.Snd_wnd == 0
 }

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -99,34 +100,38 @@ func burst(t *testing.T, e *benchEnv, ch channel.Name, n int, data []byte) {
 // goroutine of its own is cut only once a write to it blocks: see
 // TestBehaviour's slow-consumer case.)
 func TestBurstCutsOnlyTheClientThatDoesNotRead(t *testing.T) {
-	{
-		m := &closeReasons{}
-		e := newBenchEnv(t, func(c *Config) { c.QueueSize = 0; c.Metrics = m })
-		ch := channel.MustMake("test", benchTenant, "burst")
-		var readers []*promptReader
-		for range 10 {
-			readers = append(readers, readPromptly(t, e, ch))
-		}
-		neverRead(t, e, ch)
-		testutil.Eventually(t, 5*time.Second, "11 streams open", func() bool { return e.s.Open() == 11 })
-		data := []byte(`{"text":"` + strings.Repeat("x", 400) + `"}`)
-		burst(t, e, ch, 1000, data)
-		burst(t, e, ch, 1000, data)
-		testutil.Eventually(t, 20*time.Second, "every prompt reader got 2,000 events or was cut", func() bool {
-			for _, r := range readers {
-				if r.events.Load() < 2000 && r.cut.Load() == nil {
-					return false
+	// ~0.5 KB events (the burst: ~1 MB), and ~30-byte ones (~200 KB,
+	// less than the kernel's buffers on loopback hold).
+	for _, size := range []int{400, 10} {
+		t.Run(fmt.Sprintf("data=%dB", size), func(t *testing.T) {
+			m := &closeReasons{}
+			e := newBenchEnv(t, func(c *Config) { c.QueueSize = 0; c.Metrics = m })
+			ch := channel.MustMake("test", benchTenant, "burst")
+			var readers []*promptReader
+			for range 10 {
+				readers = append(readers, readPromptly(t, e, ch))
+			}
+			neverRead(t, e, ch)
+			testutil.Eventually(t, 5*time.Second, "11 streams open", func() bool { return e.s.Open() == 11 })
+			data := []byte(`{"text":"` + strings.Repeat("x", size) + `"}`)
+			burst(t, e, ch, 1000, data)
+			burst(t, e, ch, 1000, data)
+			testutil.Eventually(t, 20*time.Second, "every prompt reader got 2,000 events or was cut", func() bool {
+				for _, r := range readers {
+					if r.events.Load() < 2000 && r.cut.Load() == nil {
+						return false
+					}
+				}
+				return true
+			})
+			for i, r := range readers {
+				if c := r.cut.Load(); c != nil {
+					t.Errorf("prompt reader %d cut after %d events: %s", i, r.events.Load(), c)
 				}
 			}
-			return true
-		})
-		for i, r := range readers {
-			if c := r.cut.Load(); c != nil {
-				t.Errorf("prompt reader %d cut after %d events: %s", i, r.events.Load(), c)
-			}
-		}
-		testutil.Eventually(t, 20*time.Second, "the reader that never reads is cut as a slow consumer", func() bool {
-			return m.count(event.EndSlowConsumer) == 1
+			testutil.Eventually(t, 20*time.Second, "the reader that never reads is cut as a slow consumer", func() bool {
+				return m.count(event.EndSlowConsumer) == 1
+			})
 		})
 	}
 }
