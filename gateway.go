@@ -138,15 +138,6 @@ func (o Options) withDefaults() Options {
 	def(&o.RevocationTTL, 24*time.Hour)
 	def(&o.HeaderTimeout, 10*time.Second)
 	def(&o.BodyTimeout, 30*time.Second)
-	if o.MaxChannels <= 0 {
-		o.MaxChannels = 16
-	}
-	if o.QueueSize <= 0 {
-		o.QueueSize = 1024
-	}
-	if o.MaxPendingBytes <= 0 {
-		o.MaxPendingBytes = 4 << 20
-	}
 	if o.MaxEventBytes <= 0 {
 		o.MaxEventBytes = 65536
 	}

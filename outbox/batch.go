@@ -177,13 +177,11 @@ func (r *relay) claim(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 	var groups []*group
 	open := map[string]*group{}
 	for rows.Next() {
-		var row Row
-		var data string
-		if err := rows.Scan(&row.ID, &row.Seq, &row.Channel, &row.Event, &data); err != nil {
+		row, err := scanRow(rows)
+		if err != nil {
 			rows.Close()
 			return nil, err
 		}
-		row.Data = []byte(data)
 		g := open[row.Channel]
 		if g == nil || len(g.rows) == maxGroup || row.Seq <= r.alone || g.first <= r.alone {
 			g = &group{first: row.Seq}
@@ -215,6 +213,16 @@ func (r *relay) claim(ctx context.Context, conn *pgx.Conn) ([]*group, error) {
 	return groups, tx.Commit(ctx)
 }
 
+// scanRow reads the row rows is at, selected as id, seq, channel, event,
+// data.
+func scanRow(rows pgx.Rows) (Row, error) {
+	var row Row
+	var data string
+	err := rows.Scan(&row.ID, &row.Seq, &row.Channel, &row.Event, &data)
+	row.Data = []byte(data)
+	return row, err
+}
+
 func (r *relay) read(ctx context.Context, conn *pgx.Conn, q string, args ...any) ([]Row, error) {
 	rows, err := conn.Query(ctx, q, args...)
 	if err != nil {
@@ -222,13 +230,11 @@ func (r *relay) read(ctx context.Context, conn *pgx.Conn, q string, args ...any)
 	}
 	var out []Row
 	for rows.Next() {
-		var row Row
-		var data string
-		if err := rows.Scan(&row.ID, &row.Seq, &row.Channel, &row.Event, &data); err != nil {
+		row, err := scanRow(rows)
+		if err != nil {
 			rows.Close()
 			return nil, err
 		}
-		row.Data = []byte(data)
 		out = append(out, row)
 	}
 	return out, rows.Err()

@@ -70,7 +70,11 @@ func compareGroups(a, b *conn) int {
 	if c, _ := comparePrincipals(&a.p, &b.p); c != 0 {
 		return c
 	}
-	return slices.CompareFunc(a.chans, b.chans, func(x, y channel.Name) int { return cmp.Compare(x.String(), y.String()) })
+	return compareChannels(a.chans, b.chans)
+}
+
+func compareChannels(a, b []channel.Name) int {
+	return slices.CompareFunc(a, b, func(x, y channel.Name) int { return cmp.Compare(x.String(), y.String()) })
 }
 
 // recheck runs the checks of recheckLoop once: grouped, so that streams of
@@ -90,13 +94,16 @@ func (s *Server) recheck() {
 	order := make([]recheckGroup, 0, len(conns))
 	principals := 0
 	for i, c := range conns {
-		if i > 0 && compareGroups(conns[i-1], c) == 0 {
-			order[len(order)-1].hi++
-			continue
+		samePrincipal := false
+		if i > 0 {
+			prev := conns[i-1]
+			var d int
+			if d, samePrincipal = comparePrincipals(&prev.p, &c.p); d == 0 && compareChannels(prev.chans, c.chans) == 0 {
+				order[len(order)-1].hi++
+				continue
+			}
 		}
-		if i == 0 {
-			principals++
-		} else if _, same := comparePrincipals(&conns[i-1].p, &c.p); !same {
+		if !samePrincipal {
 			principals++
 		}
 		order = append(order, recheckGroup{lo: i, hi: i + 1, principal: principals - 1})
